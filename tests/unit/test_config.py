@@ -1,0 +1,73 @@
+"""Config loading: typed sections, unknown keys with suggestions, overrides, round-trip."""
+
+import pytest
+
+from nmt import config as cfg
+from nmt.errors import ConfigError
+
+
+def test_defaults_validate():
+    c = cfg.load_config()
+    assert c.model.units == 512 and c.decode.beam_size == 5
+
+
+def test_unknown_key_suggests_closest(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("model:\n  unitz: 8\n")
+    with pytest.raises(ConfigError, match=r"unknown key model.unitz \(did you mean 'units'\?\)"):
+        cfg.load_config(p)
+
+
+def test_unknown_section_suggests(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("modle:\n  units: 8\n")
+    with pytest.raises(ConfigError, match="did you mean 'model'"):
+        cfg.load_config(p)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("model:\n  units: eight\n", "model.units must be an integer"),
+        ("model:\n  units: 8.5\n", "model.units must be an integer"),
+        ("model:\n  bidirectional: 1\n", "model.bidirectional must be true or false"),
+        ("model:\n  attention: luong\n", "model.attention: 'luong' is not one of"),
+        ("train:\n  learning_rate: -1\n", "train.learning_rate must be positive"),
+        ("model:\n  dropout: 1.5\n", r"model.dropout must be in \[0, 1\)"),
+        ("data:\n  train_source: a.txt\n", "must be given together"),
+        ("decode:\n  beam_size: 2\n  n_best: 3\n", "cannot exceed"),
+        ("model: [1, 2]\n", "section 'model' must be a mapping"),
+        ("model:\n  units: [\n", "line"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path, text, message):
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    with pytest.raises(ConfigError, match=message) as info:
+        cfg.load_config(p)
+    assert str(p) in str(info.value)
+
+
+def test_int_accepted_for_float_and_overrides(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("train:\n  learning_rate: 1\n")
+    c = cfg.load_config(p, ["model.units=64", "model.attention=dot", "data.max_length=50"])
+    assert c.train.learning_rate == 1.0 and isinstance(c.train.learning_rate, float)
+    assert (c.model.units, c.model.attention, c.data.max_length) == (64, "dot", 50)
+
+
+@pytest.mark.parametrize("item", ["model.units", "units=3", "a.b.c=1", "nope.units=3"])
+def test_bad_override(item):
+    with pytest.raises(ConfigError, match="--set"):
+        cfg.load_config(None, [item])
+
+
+def test_save_load_round_trip(tmp_path):
+    c = cfg.load_config(None, ["model.units=32", "train.max_minutes=2.5", "vocab.joint=false"])
+    cfg.save_config(c, tmp_path / "config.yaml")
+    assert cfg.load_config(tmp_path / "config.yaml") == c
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        cfg.load_config(tmp_path / "nope.yaml")
