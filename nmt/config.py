@@ -106,6 +106,7 @@ class DecodeConfig:
     max_length_b: float = 2.0
     batch_tokens: int = 4096  # source tokens per translation batch
     n_best: int = 1
+    max_source_length: int = 256  # pieces; longer inputs are truncated with a warning
 
 
 @dataclass
@@ -138,6 +139,7 @@ class Config:
             "decode.beam_size": self.decode.beam_size,
             "decode.batch_tokens": self.decode.batch_tokens,
             "decode.n_best": self.decode.n_best,
+            "decode.max_source_length": self.decode.max_source_length,
         }
         for key, value in positive.items():
             if value <= 0:

@@ -1,0 +1,110 @@
+"""Scores with sacreBLEU: corpus BLEU, chrF and TER with their signatures. No TensorFlow here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from nmt.errors import DataError
+
+METRICS = ("bleu", "chrf", "ter")
+
+
+@dataclass(frozen=True)
+class Score:
+    metric: str  # "bleu" | "chrf" | "ter"
+    score: float
+    signature: str
+    text: str  # sacreBLEU's own one-line rendering, e.g. "BLEU = 34.2 65.1/40.3/..."
+
+    def to_dict(self) -> dict:
+        return {
+            "metric": self.metric,
+            "score": self.score,
+            "signature": self.signature,
+            "text": self.text,
+        }
+
+
+def _metric(name: str):
+    from sacrebleu.metrics import BLEU, CHRF, TER
+
+    return {"bleu": BLEU, "chrf": CHRF, "ter": TER}[name]()
+
+
+def score(hypotheses: list[str], references: list[str], metric: str = "bleu") -> Score:
+    """Corpus-level score of detokenized hypotheses against one reference each (cased, 13a)."""
+    if metric not in METRICS:
+        raise DataError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
+    if len(hypotheses) != len(references):
+        raise DataError(
+            f"{len(hypotheses)} hypotheses but {len(references)} references: counts must match"
+        )
+    scorer = _metric(metric)
+    result = scorer.corpus_score(list(hypotheses), [list(references)])
+    signature = str(scorer.get_signature())
+    return Score(metric, float(result.score), signature, str(result))
+
+
+def bleu(hypotheses: list[str], references: list[str]):
+    """sacreBLEU corpus BLEU (the BLEUScore object; `.score` is the number)."""
+    from sacrebleu.metrics import BLEU
+
+    return BLEU().corpus_score(list(hypotheses), [list(references)])
+
+
+def read_lines(path: str | Path) -> list[str]:
+    """Read a text file as lines (no newline), naming the file and line on bad UTF-8."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, expected a text file")
+    lines = []
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                lines.append(raw.decode("utf-8").rstrip("\r\n"))
+            except UnicodeDecodeError:
+                raise DataError(f"{path}:{number}: invalid UTF-8") from None
+    return lines
+
+
+def score_files(
+    hypothesis_path: str | Path, reference_path: str | Path, metrics: tuple[str, ...] = ("bleu",)
+) -> list[Score]:
+    """Score a hypothesis file against a reference file, line by line."""
+    hyps, refs = read_lines(hypothesis_path), read_lines(reference_path)
+    if len(hyps) != len(refs):
+        raise DataError(
+            f"{hypothesis_path} has {len(hyps)} lines but {reference_path} has {len(refs)}"
+        )
+    return [score(hyps, refs, m) for m in metrics]
+
+
+def evaluate_model(
+    model_dir: str | Path,
+    source_path: str | Path,
+    reference_path: str | Path,
+    *,
+    checkpoint: str = "best",
+    beam_size: int | None = None,
+    length_penalty: float | None = None,
+    metrics: tuple[str, ...] = ("bleu", "chrf"),
+    hypothesis_path: str | Path | None = None,
+) -> list[Score]:
+    """Translate `source_path` with a model and score it against `reference_path`."""
+    from nmt.checkpoints import load_model
+    from nmt.translator import Translator
+
+    sources, refs = read_lines(source_path), read_lines(reference_path)
+    if len(sources) != len(refs):
+        raise DataError(
+            f"{source_path} has {len(sources)} lines but {reference_path} has {len(refs)}"
+        )
+    loaded = load_model(model_dir, checkpoint)
+    translator = Translator(loaded.model, loaded.vocab, loaded.config.decode)
+    hyps = translator.translate(sources, beam_size=beam_size, length_penalty=length_penalty)
+    if hypothesis_path is not None:
+        Path(hypothesis_path).write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
+    return [score(hyps, refs, m) for m in metrics]

@@ -1,0 +1,61 @@
+"""The CLI shell: fast start-up without TensorFlow, version, error exit codes."""
+
+import json
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from nmt import __version__
+from nmt.cli import cli
+
+
+def test_help_does_not_import_tensorflow():
+    code = (
+        "import sys; from click.testing import CliRunner; from nmt.cli import cli; "
+        "r = CliRunner().invoke(cli, ['--help']); assert r.exit_code == 0, r.output; "
+        "bad = [m for m in ('tensorflow', 'keras', 'sentencepiece') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_command_help_is_tensorflow_free():
+    names = sorted(cli.commands)
+    code = (
+        "import sys; from click.testing import CliRunner; from nmt.cli import cli; "
+        f"names = {names!r}; "
+        "codes = [CliRunner().invoke(cli, [n, '--help']).exit_code for n in names]; "
+        "assert codes == [0] * len(names), codes; assert 'tensorflow' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_version():
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_score_command_json_and_errors(tmp_path):
+    h, r = tmp_path / "h.txt", tmp_path / "r.txt"
+    h.write_text("a b c d\n")
+    r.write_text("a b c d\n")
+    result = CliRunner().invoke(cli, ["score", str(h), str(r), "--json", "--metrics", "bleu"])
+    assert result.exit_code == 0, result.output
+    assert round(json.loads(result.output)["bleu"]["score"], 6) == 100.0
+
+    result = CliRunner().invoke(cli, ["score", str(h), str(tmp_path / "missing.txt")])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        f"nmt: error: {tmp_path / 'missing.txt'}: file not found"
+    ]
+
+    result = CliRunner().invoke(cli, ["score", str(h), str(r), "--metrics", "bleu,rouge"])
+    assert result.exit_code == 2 and "unknown metric 'rouge'" in result.output
+
+
+def test_debug_flag_shows_traceback(tmp_path):
+    h = tmp_path / "h.txt"
+    h.write_text("x\n")
+    result = CliRunner().invoke(cli, ["--debug", "score", str(h), str(tmp_path / "nope")])
+    assert result.exit_code != 0 and result.exception is not None
