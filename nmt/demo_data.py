@@ -1,0 +1,853 @@
+"""A built-in, seeded English -> German translation task generated from a small grammar.
+
+Every sentence pair is made here, from our own lexicon (about 300 English word forms) and
+rules; nothing comes from another corpus. The German side follows standard German grammar
+for the fragment covered, so the task needs what real translation needs:
+
+* agreement: articles and adjective endings by gender, number and case (der große Hund /
+  den großen Hund / mit dem großen Hund / ein großer Hund / zwei große Hunde), verb
+  endings by person and number (ich sehe / er sieht / wir sehen);
+* case from syntax: subject nominative, direct object accusative, indirect object and
+  objects of "mit" dative, "in" dative for location (im Garten) and accusative for
+  direction (in den Garten, ins Haus);
+* word order: verb second with inversion after a fronted time phrase (Heute sieht der
+  Mann ...), the participle at the end in the perfect (English simple past -> Perfekt:
+  hat ... gesehen, ist ... gelaufen), verb-final subordinate clauses after ", dass" and
+  ", weil" (..., dass der Mann den Hund gesehen hat), separable verbs whose particle goes
+  to the end of a main clause and rejoins the verb in a subordinate one (macht die Tür
+  auf / dass sie die Tür aufmacht), "nicht" placement versus "kein" for indefinites;
+* number words that reorder inside a word (forty-two -> zweiundvierzig) and dates with
+  declined ordinals (on the twenty-first of May -> am einundzwanzigsten Mai).
+
+The mapping is a function: each English sentence has exactly one German translation
+(ambiguous English is avoided, e.g. no "you", no past tense of "read"), so a small model
+can learn it to a high BLEU. Sentences have 5-15 English words. Output is deterministic
+for a seed; train, dev and test never share a source sentence.
+"""
+
+from __future__ import annotations
+
+import random
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from nmt.errors import DataError
+
+SOURCE_LANG = "en"
+TARGET_LANG = "de"
+MIN_WORDS = 5
+MAX_WORDS = 15
+DEFAULT_SIZES = {"train": 20_000, "dev": 500, "test": 500}
+
+# --------------------------------------------------------------------------------------------
+# Lexicon
+
+
+@dataclass(frozen=True)
+class Noun:
+    en: str
+    en_pl: str
+    de: str
+    de_pl: str
+    gender: str  # "m", "f" or "n"
+    tags: tuple[str, ...]
+
+    @property
+    def de_dat_pl(self) -> str:
+        """Dative plural adds -n unless the plural already ends in -n or -s."""
+        return self.de_pl if self.de_pl.endswith(("n", "s")) else self.de_pl + "n"
+
+
+def _nouns(tags: str, rows: str) -> list[Noun]:
+    out = []
+    for row in rows.strip().splitlines():
+        en, en_pl, de, de_pl, gender, *extra = row.split()
+        out.append(Noun(en, en_pl, de, de_pl, gender, tuple(tags.split()) + tuple(extra)))
+    return out
+
+
+NOUNS = (
+    _nouns(
+        "person animate",
+        """
+        man men Mann Männer m
+        woman women Frau Frauen f
+        child children Kind Kinder n
+        girl girls Mädchen Mädchen n
+        teacher teachers Lehrer Lehrer m
+        doctor doctors Arzt Ärzte m
+        friend friends Freund Freunde m
+        sister sisters Schwester Schwestern f
+        brother brothers Bruder Brüder m
+        mother mothers Mutter Mütter f
+        father fathers Vater Väter m
+        cook cooks Koch Köche m
+        """,
+    )
+    + _nouns(
+        "animal animate",
+        """
+        dog dogs Hund Hunde m washable
+        cat cats Katze Katzen f washable
+        bird birds Vogel Vögel m
+        horse horses Pferd Pferde n washable
+        mouse mice Maus Mäuse f
+        cow cows Kuh Kühe f
+        """,
+    )
+    + _nouns(
+        "thing",
+        """
+        book books Buch Bücher n portable buyable readable writable
+        letter letters Brief Briefe m portable readable writable
+        newspaper newspapers Zeitung Zeitungen f portable buyable readable
+        cup cups Tasse Tassen f portable buyable washable
+        key keys Schlüssel Schlüssel m portable
+        ball balls Ball Bälle m portable buyable
+        hat hats Hut Hüte m portable buyable
+        shoe shoes Schuh Schuhe m portable buyable washable
+        flower flowers Blume Blumen f portable buyable paintable
+        picture pictures Bild Bilder n portable buyable paintable
+        bag bags Tasche Taschen f portable buyable openable
+        box boxes Kiste Kisten f portable openable
+        door doors Tür Türen f openable
+        window windows Fenster Fenster n openable
+        table tables Tisch Tische m buyable
+        chair chairs Stuhl Stühle m buyable
+        car cars Auto Autos n vehicle buyable washable
+        bicycle bicycles Fahrrad Fahrräder n vehicle buyable washable
+        """,
+    )
+    + _nouns(
+        "food portable buyable",
+        """
+        apple apples Apfel Äpfel m washable
+        cake cakes Kuchen Kuchen m
+        egg eggs Ei Eier n
+        banana bananas Banane Bananen f
+        """,
+    )
+    + _nouns(
+        "transport",
+        """
+        bus buses Bus Busse m
+        train trains Zug Züge m
+        """,
+    )
+)
+
+PLACES = _nouns(
+    "place",
+    """
+    garden gardens Garten Gärten m
+    kitchen kitchens Küche Küchen f
+    park parks Park Parks m
+    school schools Schule Schulen f
+    house houses Haus Häuser n
+    city cities Stadt Städte f
+    room rooms Zimmer Zimmer n
+    forest forests Wald Wälder m
+    """,
+)
+
+
+@dataclass(frozen=True)
+class Adjective:
+    en: str
+    de: str
+    order: int  # English/German order when two are stacked: lower first
+    tags: tuple[str, ...]  # noun tags it can describe
+
+    def declined(self, ending: str) -> str:
+        if self.de.endswith("e") and ending.startswith("e"):
+            return self.de + ending[1:]  # müde + en -> müden
+        return self.de + ending
+
+
+ADJECTIVES = [
+    Adjective("beautiful", "schön", 0, ("animate", "thing", "food", "transport")),
+    Adjective("big", "groß", 1, ("animate", "thing", "transport")),
+    Adjective("small", "klein", 1, ("animate", "thing", "food", "transport")),
+    Adjective("happy", "glücklich", 1, ("animate",)),
+    Adjective("tired", "müde", 1, ("animate",)),
+    Adjective("hungry", "hungrig", 1, ("animate",)),
+    Adjective("friendly", "freundlich", 1, ("animate",)),
+    Adjective("fast", "schnell", 1, ("animal", "vehicle", "transport")),
+    Adjective("fresh", "frisch", 1, ("food",)),
+    Adjective("old", "alt", 2, ("animate", "thing", "transport")),
+    Adjective("young", "jung", 2, ("animate",)),
+    Adjective("new", "neu", 2, ("thing", "transport")),
+    Adjective("red", "rot", 3, ("thing", "transport")),
+    Adjective("blue", "blau", 3, ("thing", "transport")),
+    Adjective("green", "grün", 3, ("thing", "food")),
+    Adjective("black", "schwarz", 3, ("animal", "thing")),
+    Adjective("white", "weiß", 3, ("animal", "thing")),
+]
+
+# Definite article and the endings of ein / mein / unser / kein, by (case, gender-or-"pl").
+DEFINITE = {
+    ("nom", "m"): "der", ("nom", "f"): "die", ("nom", "n"): "das", ("nom", "pl"): "die",
+    ("acc", "m"): "den", ("acc", "f"): "die", ("acc", "n"): "das", ("acc", "pl"): "die",
+    ("dat", "m"): "dem", ("dat", "f"): "der", ("dat", "n"): "dem", ("dat", "pl"): "den",
+}  # fmt: skip
+EIN_ENDING = {
+    ("nom", "m"): "", ("nom", "f"): "e", ("nom", "n"): "", ("nom", "pl"): "e",
+    ("acc", "m"): "en", ("acc", "f"): "e", ("acc", "n"): "", ("acc", "pl"): "e",
+    ("dat", "m"): "em", ("dat", "f"): "er", ("dat", "n"): "em", ("dat", "pl"): "en",
+}  # fmt: skip
+# Adjective endings: weak after der-words, mixed after ein-words, strong with no article.
+WEAK = {
+    ("nom", "m"): "e", ("nom", "f"): "e", ("nom", "n"): "e", ("nom", "pl"): "en",
+    ("acc", "m"): "en", ("acc", "f"): "e", ("acc", "n"): "e", ("acc", "pl"): "en",
+    ("dat", "m"): "en", ("dat", "f"): "en", ("dat", "n"): "en", ("dat", "pl"): "en",
+}  # fmt: skip
+MIXED = {**WEAK, ("nom", "m"): "er", ("nom", "n"): "es", ("acc", "n"): "es"}
+STRONG_PLURAL = {"nom": "e", "acc": "e", "dat": "en"}
+
+POSSESSIVES = {"my": "mein", "our": "unser"}
+
+EN_UNITS = "zero one two three four five six seven eight nine".split()
+EN_TEENS = "ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen"
+EN_TENS = "- - twenty thirty forty fifty sixty seventy eighty ninety".split()
+DE_UNITS = "null eins zwei drei vier fünf sechs sieben acht neun".split()
+DE_TEENS = "zehn elf zwölf dreizehn vierzehn fünfzehn sechzehn siebzehn achtzehn neunzehn"
+DE_TENS = "- - zwanzig dreißig vierzig fünfzig sechzig siebzig achtzig neunzig".split()
+EN_ORDINAL_UNITS = "zeroth first second third fourth fifth sixth seventh eighth ninth".split()
+EN_ORDINAL_SPECIAL = {10: "tenth", 11: "eleventh", 12: "twelfth"}
+DE_ORDINAL_SPECIAL = {1: "erst", 3: "dritt", 7: "siebt", 8: "acht"}
+
+
+def en_number(n: int) -> str:
+    """1..99 in English words: forty-two."""
+    if not 0 < n < 100:
+        raise ValueError(n)
+    if n < 10:
+        return EN_UNITS[n]
+    if n < 20:
+        return EN_TEENS.split()[n - 10]
+    tens, unit = divmod(n, 10)
+    return EN_TENS[tens] + (f"-{EN_UNITS[unit]}" if unit else "")
+
+
+def de_number(n: int) -> str:
+    """1..99 in German words, units before tens: zweiundvierzig; 1 is "eins"."""
+    if not 0 < n < 100:
+        raise ValueError(n)
+    if n < 10:
+        return DE_UNITS[n]
+    if n < 20:
+        return DE_TEENS.split()[n - 10]
+    tens, unit = divmod(n, 10)
+    if not unit:
+        return DE_TENS[tens]
+    return ("ein" if unit == 1 else DE_UNITS[unit]) + "und" + DE_TENS[tens]
+
+
+def en_ordinal(n: int) -> str:
+    """1..31: first, twentieth, twenty-first."""
+    if n < 10:
+        return EN_ORDINAL_UNITS[n]
+    if n in EN_ORDINAL_SPECIAL:
+        return EN_ORDINAL_SPECIAL[n]
+    if n < 20:
+        return en_number(n) + "th"
+    tens, unit = divmod(n, 10)
+    if not unit:
+        return EN_TENS[tens][:-1] + "ieth"  # twenty -> twentieth
+    return f"{EN_TENS[tens]}-{EN_ORDINAL_UNITS[unit]}"
+
+
+def de_ordinal_dative(n: int) -> str:
+    """1..31 as used in "am ... Mai": ersten, achten, zwanzigsten, einunddreißigsten."""
+    if n in DE_ORDINAL_SPECIAL:
+        stem = DE_ORDINAL_SPECIAL[n]
+    elif n < 20:
+        stem = de_number(n) + "t"
+    else:
+        stem = de_number(n) + "st"
+    return stem + "en"
+
+
+MONTHS = [
+    ("January", "Januar", 31), ("February", "Februar", 29), ("March", "März", 31),
+    ("April", "April", 30), ("May", "Mai", 31), ("June", "Juni", 30),
+    ("July", "Juli", 31), ("August", "August", 31), ("September", "September", 30),
+    ("October", "Oktober", 31), ("November", "November", 30), ("December", "Dezember", 31),
+]  # fmt: skip
+DAYS = [
+    ("Monday", "Montag"), ("Tuesday", "Dienstag"), ("Wednesday", "Mittwoch"),
+    ("Thursday", "Donnerstag"), ("Friday", "Freitag"), ("Saturday", "Samstag"),
+    ("Sunday", "Sonntag"),
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Verb:
+    en: str  # base form, without an English particle
+    en_s: str  # third person singular present
+    en_past: Optional[str]  # simple past; None when it equals the present (read)
+    de: tuple[str, str, str]  # present: ich, er/sie/es, wir/sie
+    de_participle: str  # full participle, particle included (aufgemacht)
+    aux: str  # "haben" or "sein"
+    kind: str  # "trans", "ditrans", "intrans", "motion", "separable_intrans"
+    objects: tuple[str, ...] = ()  # noun tags allowed as direct object
+    subjects: tuple[str, ...] = ("person",)
+    particle: str = ""  # German separable particle
+    en_particle: str = ""  # English particle: "for" (look for), "up" (pick up), "along"
+    en_particle_last: bool = False  # English particle after the object: bring the dog along
+
+
+def _v(en, en_s, en_past, de, part, kind, objects="", subjects="person", **kw) -> Verb:
+    return Verb(
+        en,
+        en_s,
+        en_past,
+        tuple(de.split()),
+        part,
+        kw.pop("aux", "haben"),
+        kind,
+        tuple(objects.split()),
+        tuple(subjects.split()),
+        **kw,
+    )
+
+
+ANY_OBJECT = "animate thing food transport"
+VERBS = [
+    _v("see", "sees", "saw", "sehe sieht sehen", "gesehen", "trans", ANY_OBJECT, "animate"),
+    _v("find", "finds", "found", "finde findet finden", "gefunden", "trans", "animal portable"),
+    _v("buy", "buys", "bought", "kaufe kauft kaufen", "gekauft", "trans", "buyable"),
+    _v("read", "reads", None, "lese liest lesen", "gelesen", "trans", "readable"),
+    _v("eat", "eats", "ate", "esse isst essen", "gegessen", "trans", "food", "animate"),
+    _v("carry", "carries", "carried", "trage trägt tragen", "getragen", "trans", "portable"),
+    _v("need", "needs", "needed", "brauche braucht brauchen", "gebraucht", "trans", "buyable"),
+    _v("write", "writes", "wrote", "schreibe schreibt schreiben", "geschrieben", "trans",
+       "writable"),
+    _v("paint", "paints", "painted", "male malt malen", "gemalt", "trans", "animate paintable"),
+    _v("wash", "washes", "washed", "wasche wäscht waschen", "gewaschen", "trans", "washable"),
+    _v("look", "looks", "looked", "suche sucht suchen", "gesucht", "trans", "animate portable",
+       "animate", en_particle="for"),
+    _v("visit", "visits", "visited", "besuche besucht besuchen", "besucht", "trans", "person"),
+    _v("take", "takes", "took", "nehme nimmt nehmen", "genommen", "trans",
+       "portable transport"),
+    _v("love", "loves", "loved", "liebe liebt lieben", "geliebt", "trans", "animate",
+       "animate"),
+    _v("hold", "holds", "held", "halte hält halten", "gehalten", "trans", "portable"),
+    _v("open", "opens", "opened", "mache macht machen", "aufgemacht", "trans", "openable",
+       particle="auf"),
+    _v("close", "closes", "closed", "mache macht machen", "zugemacht", "trans", "openable",
+       particle="zu"),
+    _v("pick", "picks", "picked", "hebe hebt heben", "aufgehoben", "trans", "portable",
+       particle="auf", en_particle="up"),
+    _v("call", "calls", "called", "rufe ruft rufen", "angerufen", "trans", "person",
+       particle="an"),
+    _v("bring", "brings", "brought", "bringe bringt bringen", "mitgebracht", "trans",
+       "portable animal", particle="mit", en_particle="along", en_particle_last=True),
+    _v("give", "gives", "gave", "gebe gibt geben", "gegeben", "ditrans", "portable"),
+    _v("show", "shows", "showed", "zeige zeigt zeigen", "gezeigt", "ditrans",
+       "portable animal"),
+    _v("send", "sends", "sent", "schicke schickt schicken", "geschickt", "ditrans",
+       "portable"),
+    _v("sleep", "sleeps", "slept", "schlafe schläft schlafen", "geschlafen", "intrans",
+       subjects="animate"),
+    _v("play", "plays", "played", "spiele spielt spielen", "gespielt", "intrans",
+       subjects="animate"),
+    _v("work", "works", "worked", "arbeite arbeitet arbeiten", "gearbeitet", "intrans"),
+    _v("sing", "sings", "sang", "singe singt singen", "gesungen", "intrans",
+       subjects="person animal"),
+    _v("wait", "waits", "waited", "warte wartet warten", "gewartet", "intrans",
+       subjects="animate"),
+    _v("run", "runs", "ran", "laufe läuft laufen", "gelaufen", "motion", subjects="animate",
+       aux="sein"),
+    _v("go", "goes", "went", "gehe geht gehen", "gegangen", "motion", subjects="animate",
+       aux="sein"),
+    _v("come", "comes", "came", "komme kommt kommen", "gekommen", "motion",
+       subjects="animate", aux="sein"),
+    _v("get", "gets", "got", "stehe steht stehen", "aufgestanden", "separable_intrans",
+       particle="auf", en_particle="up", aux="sein"),
+    _v("arrive", "arrives", "arrived", "komme kommt kommen", "angekommen",
+       "separable_intrans", subjects="person transport", particle="an", aux="sein"),
+    _v("leave", "leaves", "left", "fahre fährt fahren", "abgefahren", "separable_intrans",
+       subjects="person transport", particle="ab", aux="sein"),
+    _v("come", "comes", "came", "komme kommt kommen", "zurückgekommen", "separable_intrans",
+       subjects="person transport", particle="zurück", en_particle="back", aux="sein"),
+]  # fmt: skip
+
+AUX = {"haben": ("habe", "hat", "haben"), "sein": ("bin", "ist", "sind")}
+SEIN_PAST = ("war", "war", "waren")
+EN_BE = {"present": ("am", "is", "are"), "past": ("was", "was", "were")}
+
+# Verbs that take a "that" clause: (English, English 3sg, German present forms).
+SAY_VERBS = [
+    ("know", "knows", ("weiß", "weiß", "wissen")),
+    ("say", "says", ("sage", "sagt", "sagen")),
+    ("think", "thinks", ("glaube", "glaubt", "glauben")),
+    ("hope", "hopes", ("hoffe", "hofft", "hoffen")),
+]
+
+
+@dataclass(frozen=True)
+class Pronoun:
+    en: str
+    de: str
+    person: int  # index into present forms: 0 ich, 1 er/sie, 2 wir/sie
+
+
+PRONOUNS = [
+    Pronoun("I", "ich", 0),
+    Pronoun("he", "er", 1),
+    Pronoun("she", "sie", 1),
+    Pronoun("we", "wir", 2),
+    Pronoun("they", "sie", 2),
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Phrases
+
+
+@dataclass
+class NounPhrase:
+    noun: Noun
+    det: str  # "the", "a", "my", "our", "bare" (plural, no article), "num"
+    plural: bool
+    adjectives: tuple[Adjective, ...] = ()
+    count: int = 0  # for det == "num"
+    negated: bool = False  # kein-: "does not see a dog" -> "sieht keinen Hund"
+
+    @property
+    def person(self) -> int:
+        return 2 if self.plural else 1
+
+    def english(self) -> list[str]:
+        words = [a.en for a in self.adjectives]
+        words.append(self.noun.en_pl if self.plural else self.noun.en)
+        if self.det == "a":
+            return ["an" if words[0][0] in "aeiou" else "a", *words]
+        if self.det == "num":
+            return [en_number(self.count), *words]
+        if self.det == "bare":
+            return words
+        return [self.det, *words]
+
+    def german(self, case: str) -> list[str]:
+        key = (case, "pl" if self.plural else self.noun.gender)
+        if self.det == "the":
+            article, endings = DEFINITE[key], WEAK
+        elif self.negated:
+            article, endings = "kein" + EIN_ENDING[key], MIXED
+        elif self.det in ("a", "my", "our"):
+            stem = "ein" if self.det == "a" else POSSESSIVES[self.det]
+            article, endings = stem + EIN_ENDING[key], MIXED
+        else:  # bare plural or a number: strong adjective endings
+            article = de_number(self.count) if self.det == "num" else ""
+            endings = {key: STRONG_PLURAL[case]}
+        words = [article] if article else []
+        words += [a.declined(endings[key]) for a in self.adjectives]
+        if self.plural:
+            words.append(self.noun.de_dat_pl if case == "dat" else self.noun.de_pl)
+        else:
+            words.append(self.noun.de)
+        return words
+
+
+@dataclass
+class Coordination:
+    """Two noun phrases joined by "and": a plural subject."""
+
+    left: NounPhrase
+    right: NounPhrase
+    person: int = 2
+
+    def english(self) -> list[str]:
+        return [*self.left.english(), "and", *self.right.english()]
+
+    def german(self, case: str) -> list[str]:
+        return [*self.left.german(case), "und", *self.right.german(case)]
+
+
+@dataclass
+class PronounPhrase:
+    pronoun: Pronoun
+
+    @property
+    def person(self) -> int:
+        return self.pronoun.person
+
+    def english(self) -> list[str]:
+        return [self.pronoun.en]
+
+    def german(self, case: str) -> list[str]:
+        return [self.pronoun.de]
+
+
+@dataclass
+class TimePhrase:
+    en: list[str]
+    de: list[str]
+
+
+@dataclass
+class Prepositional:
+    kind: str  # "in" (location, dative), "into" (direction, accusative), "with" (dative)
+    phrase: NounPhrase
+
+    def english(self) -> list[str]:
+        return [self.kind, *self.phrase.english()]
+
+    def german(self) -> list[str]:
+        if self.kind == "with":
+            return ["mit", *self.phrase.german("dat")]
+        case = "dat" if self.kind == "in" else "acc"
+        words = self.phrase.german(case)
+        contracted = {("dat", "m"): "im", ("dat", "n"): "im", ("acc", "n"): "ins"}
+        key = (case, self.phrase.noun.gender)
+        if self.phrase.det == "the" and not self.phrase.plural and key in contracted:
+            return [contracted[key], *words[1:]]  # in dem -> im, in das -> ins
+        return ["in", *words]
+
+
+@dataclass
+class Clause:
+    subject: object  # NounPhrase, Coordination or PronounPhrase
+    tense: str  # "present" or "past"
+    negated: bool = False
+    verb: Optional[Verb] = None  # None for the copula
+    direct: Optional[NounPhrase] = None
+    indirect: Optional[NounPhrase] = None
+    indirect_first: bool = True  # English: gives the child a book / gives a book to the child
+    prepositional: Optional[Prepositional] = None
+    predicate: Optional[TimePhrase] = None  # copula complement (adjective or age), en/de words
+    time: Optional[TimePhrase] = None
+    time_first: bool = False  # English and German front the time phrase
+
+    # ---- English
+
+    def english(self) -> list[str]:
+        p = self.subject.person
+        words = []
+        if self.time and self.time_first:
+            words += self.time.en
+        words += self.subject.english()
+        if self.verb is None:
+            words.append(EN_BE[self.tense][p])
+            if self.negated:
+                words.append("not")
+            words += self.predicate.en
+        else:
+            v = self.verb
+            if self.negated:
+                aux = "did" if self.tense == "past" else ("does" if p == 1 else "do")
+                words += [aux, "not", v.en]
+            elif self.tense == "past":
+                words.append(v.en_past)
+            else:
+                words.append(v.en_s if p == 1 else v.en)
+            if v.en_particle and not v.en_particle_last:
+                words.append(v.en_particle)
+            if self.indirect is not None and self.indirect_first:
+                words += self.indirect.english()
+            if self.direct is not None:
+                words += self.direct.english()
+            if self.indirect is not None and not self.indirect_first:
+                words += ["to", *self.indirect.english()]
+            if v.en_particle and v.en_particle_last:
+                words.append(v.en_particle)
+            if self.prepositional is not None:
+                words += self.prepositional.english()
+        if self.time and not self.time_first:
+            words += self.time.en
+        return words
+
+    # ---- German
+
+    def _german_parts(self) -> tuple[list[str], list[str], str, list[str]]:
+        """Middle field, main-clause final verb part, finite verb, subordinate verb cluster."""
+        p = self.subject.person
+        middle = []
+        if self.time and not self.time_first:
+            middle += self.time.de
+        if self.verb is None:
+            finite = (SEIN_PAST if self.tense == "past" else AUX["sein"])[p]
+            if self.negated:
+                middle.append("nicht")
+            middle += self.predicate.de
+            return middle, [], finite, [finite]
+        v = self.verb
+        if self.indirect is not None:
+            middle += self.indirect.german("dat")
+        if self.direct is not None:
+            middle += self.direct.german("acc")
+        if self.negated and not (self.direct is not None and self.direct.negated):
+            middle.append("nicht")
+        if self.prepositional is not None:
+            middle += self.prepositional.german()
+        if self.tense == "past":
+            finite = AUX[v.aux][p]
+            return middle, [v.de_participle], finite, [v.de_participle, finite]
+        finite = v.de[p]
+        return middle, [v.particle] if v.particle else [], finite, [v.particle + finite]
+
+    def german_main(self) -> list[str]:
+        middle, end, finite, _ = self._german_parts()
+        subject = self.subject.german("nom")
+        if self.time and self.time_first:
+            return [*self.time.de, finite, *subject, *middle, *end]
+        return [*subject, finite, *middle, *end]
+
+    def german_subordinate(self) -> list[str]:
+        middle, _, _, cluster = self._german_parts()
+        return [*self.subject.german("nom"), *middle, *cluster]
+
+
+# --------------------------------------------------------------------------------------------
+# Random generation
+
+
+class Generator:
+    """Draws sentence pairs from the grammar with a seeded random.Random."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+
+    def chance(self, p: float) -> bool:
+        return self.rng.random() < p
+
+    def pick(self, items):
+        return items[self.rng.randrange(len(items))]
+
+    # ---- phrases
+
+    def nouns(self, tags) -> list[Noun]:
+        return [n for n in NOUNS if any(t in n.tags for t in tags)]
+
+    def adjectives_for(self, noun: Noun) -> tuple[Adjective, ...]:
+        options = [a for a in ADJECTIVES if any(t in noun.tags for t in a.tags)]
+        roll = self.rng.random()
+        k = 0 if roll < 0.6 else (1 if roll < 0.93 else 2)
+        chosen: list[Adjective] = []
+        while len(chosen) < k:
+            a = self.pick(options)
+            if all(a.order != c.order for c in chosen):
+                chosen.append(a)
+        return tuple(sorted(chosen, key=lambda a: a.order))
+
+    def noun_phrase(self, tags, *, allow_number: bool = True, singular: bool = False):
+        noun = self.pick(self.nouns(tags))
+        plural = not singular and self.chance(0.3)
+        if plural:
+            dets = ["the"] * 5 + ["my", "our", "bare"] + (["num"] * 2 if allow_number else [])
+        else:
+            dets = ["the"] * 5 + ["a"] * 3 + ["my", "our"]
+        det = self.pick(dets)
+        count = self.rng.randint(2, 12) if det == "num" else 0
+        return NounPhrase(noun, det, plural, self.adjectives_for(noun), count)
+
+    def place(self, direction: bool) -> Prepositional:
+        noun = self.pick(PLACES)
+        det = self.pick(["the"] * 6 + ["a", "my", "our"])
+        return Prepositional("into" if direction else "in", NounPhrase(noun, det, False))
+
+    def subject(self, tags):
+        if ("person" in tags or "animate" in tags) and self.chance(0.25):
+            return PronounPhrase(self.pick(PRONOUNS))
+        if self.chance(0.06):
+            left, right = self.noun_phrase(tags), self.noun_phrase(tags)
+            if left.noun != right.noun:
+                return Coordination(left, right)
+        return self.noun_phrase(tags)
+
+    def time(self, tense: str) -> TimePhrase:
+        kinds = ["day", "part", "clock", "date", "month"]
+        kinds += ["today", "tomorrow", "every"] if tense == "present" else ["yesterday"] * 2
+        kind = self.pick(kinds)
+        if kind == "today":
+            return TimePhrase(["today"], ["heute"])
+        if kind == "tomorrow":
+            return TimePhrase(["tomorrow"], ["morgen"])
+        if kind == "yesterday":
+            return TimePhrase(["yesterday"], ["gestern"])
+        if kind == "every":
+            if self.chance(0.5):
+                return TimePhrase(["every", "day"], ["jeden", "Tag"])
+            en, de = self.pick(DAYS)
+            return TimePhrase(["every", en], ["jeden", de])
+        if kind == "day":
+            en, de = self.pick(DAYS)
+            return TimePhrase(["on", en], ["am", de])
+        if kind == "part":
+            en, de = self.pick([("morning", "Morgen"), ("evening", "Abend")])
+            return TimePhrase(["in", "the", en], ["am", de])
+        if kind == "clock":
+            hour = self.rng.randint(1, 12)
+            de_hour = "ein" if hour == 1 else de_number(hour)
+            return TimePhrase(["at", en_number(hour), "o'clock"], ["um", de_hour, "Uhr"])
+        month_en, month_de, days = self.pick(MONTHS)
+        if kind == "month":
+            return TimePhrase(["in", month_en], ["im", month_de])
+        day = self.rng.randint(1, days)
+        return TimePhrase(
+            ["on", "the", en_ordinal(day), "of", month_en], ["am", de_ordinal_dative(day), month_de]
+        )
+
+    # ---- clauses
+
+    def clause(self, kinds: tuple[str, ...], allow_front_time: bool) -> Clause:
+        kind = self.pick(kinds)
+        if kind in ("copula", "age"):
+            return self.copula_clause(kind == "age", allow_front_time)
+        verbs = [v for v in VERBS if v.kind == kind]
+        verb = self.pick(verbs)
+        tense = "present" if verb.en_past is None or self.chance(0.55) else "past"
+        clause = Clause(self.subject(verb.subjects), tense, self.chance(0.2), verb)
+        if kind in ("trans", "ditrans"):
+            clause.direct = self.noun_phrase(verb.objects, allow_number=not clause.negated)
+            if clause.negated and clause.direct.det in ("a", "bare"):
+                clause.direct.negated = True
+        if kind == "ditrans":
+            clause.indirect = self.noun_phrase(("person",))
+            clause.indirect_first = self.chance(0.5)
+        if kind == "intrans" and self.chance(0.7):
+            if self.chance(0.6):
+                clause.prepositional = self.place(direction=False)
+            else:
+                clause.prepositional = Prepositional("with", self.noun_phrase(("animate",)))
+        if kind == "motion":
+            clause.prepositional = self.place(direction=True)
+        time_chance = 0.8 if kind == "separable_intrans" else 0.3
+        if self.chance(time_chance):
+            clause.time = self.time(tense)
+            clause.time_first = allow_front_time and self.chance(0.4)
+        return clause
+
+    def copula_clause(self, age: bool, allow_front_time: bool) -> Clause:
+        tense = self.pick(["present", "past"])
+        if age:
+            subject = self.subject(("person", "animal"))
+            phrases = [subject.left, subject.right] if isinstance(subject, Coordination) else []
+            if isinstance(subject, NounPhrase):
+                phrases = [subject]
+            animal = any("animal" in phrase.noun.tags for phrase in phrases)
+            years = self.rng.randint(1, 20 if animal else 99)
+            if years == 1:
+                predicate = TimePhrase(["one", "year", "old"], ["ein", "Jahr", "alt"])
+            else:
+                predicate = TimePhrase(
+                    [en_number(years), "years", "old"], [de_number(years), "Jahre", "alt"]
+                )
+        else:
+            subject = self.subject(("animate", "thing", "food", "transport"))
+            if isinstance(subject, NounPhrase):
+                noun_tags = subject.noun.tags
+            elif isinstance(subject, Coordination):
+                noun_tags = tuple(set(subject.left.noun.tags) & set(subject.right.noun.tags))
+            else:
+                noun_tags = ("animate",)
+            used = subject.adjectives if isinstance(subject, NounPhrase) else ()
+            options = [
+                a for a in ADJECTIVES if any(t in noun_tags for t in a.tags) and a not in used
+            ]
+            adjective = self.pick(options or ADJECTIVES[:3])
+            predicate = TimePhrase([adjective.en], [adjective.de])
+        clause = Clause(subject, tense, self.chance(0.2), predicate=predicate)
+        if self.chance(0.25):
+            clause.time = self.time(tense)
+            clause.time_first = allow_front_time and self.chance(0.4)
+        return clause
+
+    def sentence(self) -> tuple[list[str], list[str]]:
+        """One (English words, German words) pair, without final punctuation."""
+        roll = self.rng.random()
+        simple = ("trans", "trans", "ditrans", "intrans", "motion", "separable_intrans")
+        if roll < 0.62:
+            clause = self.clause(simple + ("copula",), allow_front_time=True)
+            return clause.english(), clause.german_main()
+        if roll < 0.68:
+            clause = self.clause(("age",), allow_front_time=True)
+            return clause.english(), clause.german_main()
+        if roll < 0.88:  # X knows/says/thinks/hopes that ...
+            en, en_s, forms = self.pick(SAY_VERBS)
+            speaker = self.subject(("person",))
+            inner = self.clause(simple + ("copula", "age"), allow_front_time=False)
+            p = speaker.person
+            en_words = [*speaker.english(), en_s if p == 1 else en, "that", *inner.english()]
+            de_words = [*speaker.german("nom"), forms[p] + ",", "dass", *inner.german_subordinate()]
+            return en_words, de_words
+        main = self.clause(("intrans", "copula", "motion"), allow_front_time=True)
+        inner = self.clause(simple + ("copula",), allow_front_time=False)
+        de_main = main.german_main()
+        de_main[-1] += ","
+        return (
+            [*main.english(), "because", *inner.english()],
+            [*de_main, "weil", *inner.german_subordinate()],
+        )
+
+    def pair(self) -> tuple[str, str]:
+        """A pair of sentences with MIN_WORDS..MAX_WORDS English words, capitalised, with '.'."""
+        while True:
+            en, de = self.sentence()
+            if MIN_WORDS <= len(en) <= MAX_WORDS:
+                return _finish(en), _finish(de)
+
+
+def _finish(words: list[str]) -> str:
+    text = " ".join(words) + "."
+    return text[0].upper() + text[1:]
+
+
+def generate_pairs(seed: int, count: int) -> Iterator[tuple[str, str]]:
+    """`count` distinct (English, German) pairs for a seed."""
+    generator = Generator(seed)
+    seen: set[str] = set()
+    while len(seen) < count:
+        en, de = generator.pair()
+        if en not in seen:
+            seen.add(en)
+            yield en, de
+
+
+def write_demo_data(
+    output_dir: str | Path,
+    *,
+    seed: int = 1234,
+    train: int = DEFAULT_SIZES["train"],
+    dev: int = DEFAULT_SIZES["dev"],
+    test: int = DEFAULT_SIZES["test"],
+) -> dict[str, Path]:
+    """Write {train,dev,test}.{en,de} into `output_dir`; returns {"train.en": path, ...}.
+
+    The three splits come from one stream of distinct sentences, so they never share a
+    source sentence. Files are written to a temporary directory and moved into place at the
+    end, so an interrupted run leaves nothing half-written.
+    """
+    sizes = {"train": train, "dev": dev, "test": test}
+    for split, n in sizes.items():
+        if n < 0:
+            raise DataError(f"--{split} must be zero or positive, got {n}")
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise DataError(f"{output_dir}: exists and is not a directory")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    pairs = generate_pairs(seed, sum(sizes.values()))
+    written: dict[str, Path] = {}
+    with tempfile.TemporaryDirectory(dir=output_dir, prefix=".demo-") as tmp:
+        staged = []
+        for split, n in sizes.items():
+            names = [f"{split}.{SOURCE_LANG}", f"{split}.{TARGET_LANG}"]
+            paths = [Path(tmp) / name for name in names]
+            with (
+                open(paths[0], "w", encoding="utf-8", newline="\n") as src,
+                open(paths[1], "w", encoding="utf-8", newline="\n") as tgt,
+            ):
+                for _ in range(n):
+                    en, de = next(pairs)
+                    src.write(en + "\n")
+                    tgt.write(de + "\n")
+            staged += list(zip(names, paths, strict=True))
+        for name, path in staged:
+            path.replace(output_dir / name)
+            written[name] = output_dir / name
+    return written
