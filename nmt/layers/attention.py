@@ -1,0 +1,170 @@
+"""Global attention over an encoder memory with a source mask (Luong et al., 2015)."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+SCORES = ("dot", "general", "concat", "bahdanau")
+
+# Added to the scores of masked source positions before the float32 softmax: exp(-1e9 - max)
+# underflows to exactly 0, so masked positions get exactly zero weight.
+_MASKED_SCORE = -1e9
+
+
+@keras.saving.register_keras_serializable(package="nmt")
+class Attention(keras.layers.Layer):
+    """Global attention: scores, masked softmax, context and the attentional hidden state.
+
+    The query h_t is the output of the top decoder layer at target step t (for every score,
+    including `bahdanau`, which in Bahdanau et al. (2015) used the previous decoder state; here
+    all four share Luong's query). The memory h_s, s = 1..S, is the encoder output.
+
+        dot:       score(h_t, h_s) = h_t . h_s                       (needs D_q == D_m)
+        general:   score(h_t, h_s) = h_t . (h_s W_a)                 W_a: (D_m, D_q)
+        concat:    score(h_t, h_s) = v_a . tanh([h_t; h_s] W_a)      W_a: (D_q + D_m, A)
+                   (Luong eq. 8)
+        bahdanau:  score(h_t, h_s) = v_a . tanh(h_t W_1 + h_s W_2)   W_1: (D_q, A), W_2: (D_m, A)
+
+    `concat` and `bahdanau` are the same function family (W_a's rows split into W_1 and W_2);
+    they differ only in parameterisation: one kernel versus two. None of the scores has a bias.
+
+        (1) a_t(s) = exp(score(h_t, h_s)) / sum_{s' unmasked} exp(score(h_t, h_s'))
+            and a_t(s) = 0 exactly for masked s                     (softmax in float32)
+        (2) c_t  = sum_s a_t(s) h_s                                  (Luong eq. 1-2)
+        (3) h~_t = tanh([c_t; h_t] W_c)                              W_c: (D_m + D_q, D_q)
+            (Luong eq. 5)
+
+    The memory-only part of each score (the "keys": h_s W_a for general, the h_s rows of W_a
+    for concat, h_s W_2 for bahdanau; nothing for dot) is computed once per sequence by
+    `prepare(memory)`, so that a decoder step costs one (B, S, .) contraction per score.
+
+    Args:
+        score: str. One of "dot", "general", "concat", "bahdanau".
+        units: int or None. Width A of the additive scores (concat, bahdanau); defaults to the
+            query width. Ignored by dot and general.
+
+    Call arguments:
+        query: float `(B, D_q)` for one target step or `(B, T, D_q)` for all steps at once.
+        memory: float `(B, S, D_m)`.
+        memory_mask: bool `(B, S)`, True at real (non-padding) source positions; None for
+            no mask.
+        keys: tuple from `prepare(memory)`, or None to compute it here.
+    Returns `(context, weights)`: `(B, D_m)` and `(B, S)` float32 for a rank-2 query,
+    `(B, T, D_m)` and `(B, T, S)` float32 for a rank-3 query.
+    """
+
+    def __init__(self, score: str = "general", units: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if score not in SCORES:
+            raise ValueError(f"attention score must be one of {', '.join(SCORES)}, got {score!r}")
+        self.score = score
+        self.units = units
+
+    def build(self, query_shape, memory_shape):
+        query_dim, memory_dim = int(query_shape[-1]), int(memory_shape[-1])
+        self.query_dim, self.memory_dim = query_dim, memory_dim
+        attention_dim = self.units or query_dim
+        init = "glorot_uniform"
+        if self.score == "dot" and query_dim != memory_dim:
+            raise ValueError(
+                f"dot attention needs query width == memory width, got {query_dim} and {memory_dim}"
+            )
+        if self.score == "general":
+            self.memory_kernel = self.add_weight(
+                name="memory_kernel", shape=(memory_dim, query_dim), initializer=init
+            )
+        elif self.score == "concat":
+            self.score_kernel = self.add_weight(
+                name="score_kernel", shape=(query_dim + memory_dim, attention_dim), initializer=init
+            )
+        elif self.score == "bahdanau":
+            self.query_kernel = self.add_weight(
+                name="query_kernel", shape=(query_dim, attention_dim), initializer=init
+            )
+            self.memory_kernel = self.add_weight(
+                name="memory_kernel", shape=(memory_dim, attention_dim), initializer=init
+            )
+        if self.score in ("concat", "bahdanau"):
+            self.score_vector = self.add_weight(
+                name="score_vector", shape=(attention_dim,), initializer=init
+            )
+        self.output_kernel = self.add_weight(
+            name="output_kernel", shape=(memory_dim + query_dim, query_dim), initializer=init
+        )
+        self.built = True
+
+    # === Precomputation ===
+
+    def prepare(self, memory):
+        """The memory-only part of the scores, once per sequence: a tuple of `(B, S, .)`."""
+        dtype = memory.dtype
+        if self.score == "dot":
+            return ()
+        if self.score == "general":
+            kernel = ops.cast(self.memory_kernel, dtype)  # (D_m, D_q)
+        elif self.score == "concat":
+            kernel = ops.cast(self.score_kernel, dtype)[self.query_dim :]  # (D_m, A)
+        else:
+            kernel = ops.cast(self.memory_kernel, dtype)  # (D_m, A)
+        return (ops.matmul(memory, kernel),)  # (B, S, D_q or A)
+
+    def parameters(self, dtype):
+        """Query-side weights cast to `dtype`, read once before a decoding loop."""
+        params = {"output_kernel": ops.cast(self.output_kernel, dtype)}
+        if self.score == "concat":
+            params["query_kernel"] = ops.cast(self.score_kernel, dtype)[: self.query_dim]
+        elif self.score == "bahdanau":
+            params["query_kernel"] = ops.cast(self.query_kernel, dtype)
+        if self.score in ("concat", "bahdanau"):
+            params["score_vector"] = ops.cast(self.score_vector, dtype)
+        return params
+
+    # === Attention ===
+
+    def scores(self, query, memory, keys, params):
+        """Unmasked scores: `(B, S)` for a `(B, D_q)` query, `(B, T, S)` for `(B, T, D_q)`."""
+        single = len(query.shape) == 2
+        if self.score in ("dot", "general"):
+            target = memory if self.score == "dot" else keys[0]  # (B, S, D_q)
+            if single:
+                return ops.einsum("bd,bsd->bs", query, target)  # (B, S)
+            return ops.einsum("btd,bsd->bts", query, target)  # (B, T, S)
+        projected = ops.matmul(query, params["query_kernel"])  # (B, [T,] A)
+        if single:
+            hidden = ops.tanh(keys[0] + projected[:, None, :])  # (B, S, A)
+        else:
+            hidden = ops.tanh(keys[0][:, None, :, :] + projected[:, :, None, :])  # (B, T, S, A)
+        return ops.einsum("...a,a->...", hidden, params["score_vector"])  # (B, [T,] S)
+
+    def attend(self, query, memory, mask, keys, params):
+        """Masked softmax and context; `(context, weights float32)` (see the class docstring)."""
+        single = len(query.shape) == 2
+        scores = ops.cast(self.scores(query, memory, keys, params), "float32")  # (B, [T,] S)
+        if mask is not None:
+            mask = mask if single else mask[:, None, :]  # (B, [1,] S)
+            scores = ops.where(mask, scores, _MASKED_SCORE)
+        weights = tf.nn.softmax(scores, axis=-1)  # (B, [T,] S)
+        cast_weights = ops.cast(weights, memory.dtype)
+        if single:
+            context = ops.einsum("bs,bsd->bd", cast_weights, memory)  # (B, D_m)
+        else:
+            context = ops.einsum("bts,bsd->btd", cast_weights, memory)  # (B, T, D_m)
+        return context, weights
+
+    def attentional_hidden(self, context, query, params):
+        """h~ = tanh([c; h] W_c): `(B, [T,] D_q)`."""
+        joined = ops.concatenate([context, query], axis=-1)  # (B, [T,] D_m + D_q)
+        return ops.tanh(ops.matmul(joined, params["output_kernel"]))  # (B, [T,] D_q)
+
+    def call(self, query, memory, memory_mask=None, keys=None):
+        if keys is None:
+            keys = self.prepare(memory)
+        params = self.parameters(query.dtype)
+        return self.attend(query, memory, memory_mask, keys, params)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"score": self.score, "units": self.units})
+        return config

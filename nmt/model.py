@@ -1,0 +1,263 @@
+"""The Seq2Seq model (attentional LSTM encoder-decoder) and its masked, smoothed loss."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from nmt.config import ModelConfig
+from nmt.constants import EOS_ID, PAD_ID
+from nmt.decoder import BRIDGES, Decoder
+from nmt.encoder import MERGES, Encoder
+from nmt.errors import ConfigError
+from nmt.layers.attention import SCORES
+
+
+@keras.saving.register_keras_serializable(package="nmt")
+class Seq2Seq(keras.Model):
+    """Attentional LSTM encoder-decoder (Luong et al., 2015).
+
+        memory, mask, (h^l, c^l)_l = Encoder(x)                  (see `Encoder`)
+        state_0                    = bridge((h^l, c^l)_l), h~_0 = 0
+        logits_t                   = Decoder(y_<t, memory, mask, state_0)   (see `Decoder`)
+
+    Constructor arguments after the vocabulary sizes are the fields of `nmt.config.ModelConfig`,
+    with the same names and defaults.
+
+    Args:
+        source_vocab_size: int.
+        target_vocab_size: int.
+        embedding_dim: int. Width of source and target embeddings.
+        units: int. LSTM width of the decoder and the output width of every encoder layer.
+        encoder_layers: int.
+        decoder_layers: int.
+        bidirectional: bool. Bidirectional encoder layers.
+        bidirectional_merge: str. "concat" (units // 2 per direction) or "sum" (units each).
+        attention: str. "dot", "general", "concat" or "bahdanau".
+        input_feeding: bool. Feed h~_{t-1} into the decoder's first layer.
+        dropout: float. Dropout rate (embeddings, between layers, h~).
+        residual: bool. Residual connections from the second layer on.
+        bridge: str. "copy", "dense" (both need encoder_layers == decoder_layers) or "none".
+        tie_output_embeddings: bool. Output projection uses the target embedding matrix
+            (needs embedding_dim == units).
+        share_embeddings: bool. One embedding matrix for source and target (needs equal
+            vocabulary sizes, i.e. a joint vocabulary).
+
+    Call arguments:
+        inputs: `(source_ids (B, S), target_in_ids (B, T))`, int, padded with PAD_ID.
+        training: bool.
+    Returns float32 logits `(B, T, V_target)`.
+
+    Decoding API (for `nmt.search`): `encode`, `prepare_memory`, `step`.
+    """
+
+    def __init__(
+        self,
+        source_vocab_size: int,
+        target_vocab_size: int,
+        embedding_dim: int = 512,
+        units: int = 512,
+        encoder_layers: int = 2,
+        decoder_layers: int = 2,
+        bidirectional: bool = False,
+        bidirectional_merge: str = "concat",
+        attention: str = "general",
+        input_feeding: bool = True,
+        dropout: float = 0.3,
+        residual: bool = True,
+        bridge: str = "copy",
+        tie_output_embeddings: bool = False,
+        share_embeddings: bool = False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        # === Config ===
+        self.source_vocab_size = source_vocab_size
+        self.target_vocab_size = target_vocab_size
+        self.embedding_dim = embedding_dim
+        self.units = units
+        self.encoder_layers = encoder_layers
+        self.decoder_layers = decoder_layers
+        self.bidirectional = bidirectional
+        self.bidirectional_merge = bidirectional_merge
+        self.attention = attention
+        self.input_feeding = input_feeding
+        self.dropout = dropout
+        self.residual = residual
+        self.bridge = bridge
+        self.tie_output_embeddings = tie_output_embeddings
+        self.share_embeddings = share_embeddings
+        self._validate()
+
+        # === Layers ===
+        shared = None
+        if share_embeddings:
+            shared = keras.layers.Embedding(
+                source_vocab_size, embedding_dim, dtype=self.dtype_policy, name="shared_embedding"
+            )
+        self.encoder = Encoder(
+            source_vocab_size,
+            embedding_dim=embedding_dim,
+            units=units,
+            num_layers=encoder_layers,
+            bidirectional=bidirectional,
+            bidirectional_merge=bidirectional_merge,
+            dropout=dropout,
+            residual=residual,
+            embedding=shared,
+            dtype=self.dtype_policy,
+            name="encoder",
+        )
+        self.decoder = Decoder(
+            target_vocab_size,
+            embedding_dim=embedding_dim,
+            units=units,
+            num_layers=decoder_layers,
+            attention=attention,
+            input_feeding=input_feeding,
+            dropout=dropout,
+            residual=residual,
+            bridge=bridge,
+            tie_output_embeddings=tie_output_embeddings,
+            embedding=shared,
+            dtype=self.dtype_policy,
+            name="decoder",
+        )
+
+    def _validate(self) -> None:
+        """Raise ConfigError, naming the `model.` key, for values the layers cannot take."""
+        for key in ("embedding_dim", "units", "encoder_layers", "decoder_layers"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"model.{key} must be a positive integer, got {value!r}")
+        for key in ("source_vocab_size", "target_vocab_size"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= EOS_ID:
+                raise ConfigError(
+                    f"{key} must be an integer > {EOS_ID} (the special ids), got {value!r}"
+                )
+        choices = {"attention": SCORES, "bridge": BRIDGES, "bidirectional_merge": MERGES}
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ConfigError(
+                    f"model.{key}: {getattr(self, key)!r} is not one of: {', '.join(allowed)}"
+                )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
+        if self.bidirectional and self.bidirectional_merge == "concat" and self.units % 2:
+            raise ConfigError(
+                f"model.units must be even for a bidirectional concat encoder, got {self.units}"
+            )
+        if self.bridge != "none" and self.encoder_layers != self.decoder_layers:
+            raise ConfigError(
+                f"model.bridge {self.bridge!r} needs model.encoder_layers == "
+                f"model.decoder_layers (got {self.encoder_layers} and {self.decoder_layers}); "
+                "use model.bridge: none for different depths"
+            )
+        if self.tie_output_embeddings and self.embedding_dim != self.units:
+            raise ConfigError(
+                "model.tie_output_embeddings needs model.embedding_dim == model.units "
+                f"(got {self.embedding_dim} and {self.units})"
+            )
+        if self.share_embeddings and self.source_vocab_size != self.target_vocab_size:
+            raise ConfigError(
+                "model.share_embeddings needs one vocabulary for both sides (vocab.joint: true); "
+                f"got source size {self.source_vocab_size} and target size "
+                f"{self.target_vocab_size}"
+            )
+
+    @classmethod
+    def from_model_config(
+        cls, model_config: ModelConfig, source_vocab_size: int, target_vocab_size: int, **kwargs
+    ) -> Seq2Seq:
+        """A built model (weights exist) from a `ModelConfig` and the vocabulary sizes."""
+        model = cls(
+            source_vocab_size,
+            target_vocab_size,
+            **dataclasses.asdict(model_config),
+            **kwargs,
+        )
+        model.build()
+        return model
+
+    def build(self, input_shape=None):
+        self.encoder.build()
+        self.decoder.build()
+        self.built = True
+
+    # === Training ===
+
+    def call(self, inputs, training=False):
+        source_ids, target_in_ids = inputs
+        memory, memory_mask, state = self.encode(source_ids, training=training)
+        return self.decoder(target_in_ids, memory, memory_mask, state, training=training)
+
+    # === Decoding ===
+
+    def encode(self, source_ids, training=False):
+        """`(memory (B, S, units), memory_mask bool (B, S), initial_state)`.
+
+        `initial_state` is the decoder state nest `(layer_states, h_tilde)`: a tuple with one
+        `(h, c)` per decoder layer and the input-feeding vector h~ (zeros), each `(B, units)`.
+        """
+        memory, memory_mask, final_states = self.encoder(source_ids, training=training)
+        return memory, memory_mask, self.decoder.initial_state(final_states)
+
+    def prepare_memory(self, memory, memory_mask):
+        """Memory, mask and precomputed attention keys: a tuple of tensors with leading dim B."""
+        return self.decoder.prepare_memory(memory, memory_mask)
+
+    def step(self, ids, state, memory_bundle, training=False):
+        """`(logits float32 (N, V), new_state, attention float32 (N, S))` for tokens `ids (N,)`."""
+        return self.decoder.step(ids, state, memory_bundle, training=training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "source_vocab_size": self.source_vocab_size,
+                "target_vocab_size": self.target_vocab_size,
+                **{f.name: getattr(self, f.name) for f in dataclasses.fields(ModelConfig)},
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def sequence_loss(labels, logits, label_smoothing: float = 0.0):
+    """Masked, label-smoothed cross-entropy: `(loss_sum float32 (), token_count float32 ())`.
+
+    With eps = label_smoothing and p = softmax(logits) over V classes, the target distribution
+    is (1 - eps) one_hot(y) + eps / V (as in `keras.losses.CategoricalCrossentropy`), so
+
+        loss_t = (1 - eps) * (-log p_y) + eps * mean_v(-log p_v)
+               = (1 - eps) * nll_t + eps * (logsumexp(logits_t) - mean_v(logits_t))
+
+    summed over positions whose label is not PAD_ID. Computed in float32 without a (B, T, V)
+    one-hot. `label_smoothing` may be a Python float or a float32 scalar tensor. Divide loss_sum
+    by token_count for the mean per-token loss.
+    """
+    logits = ops.cast(logits, "float32")  # (B, T, V)
+    labels = ops.cast(labels, "int32")  # (B, T)
+    mask = ops.not_equal(labels, PAD_ID)  # (B, T)
+    loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)  # (B, T)
+    if not (isinstance(label_smoothing, (int, float)) and label_smoothing == 0):
+        uniform = tf.reduce_logsumexp(logits, axis=-1) - tf.reduce_mean(logits, axis=-1)  # (B, T)
+        loss = (1.0 - label_smoothing) * loss + label_smoothing * uniform
+    loss_sum = tf.reduce_sum(tf.where(mask, loss, 0.0))
+    token_count = tf.reduce_sum(tf.cast(mask, "float32"))
+    return loss_sum, token_count
+
+
+def token_accuracy(labels, logits):
+    """`(correct float32 (), token_count float32 ())`: argmax hits over non-PAD labels."""
+    labels = ops.cast(labels, "int32")  # (B, T)
+    mask = ops.not_equal(labels, PAD_ID)  # (B, T)
+    hits = ops.logical_and(mask, ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), labels))
+    return ops.sum(ops.cast(hits, "float32")), ops.sum(ops.cast(mask, "float32"))

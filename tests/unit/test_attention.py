@@ -1,0 +1,142 @@
+"""Attention: every score against a numpy oracle, masking, batched == per-step, layer contract."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from nmt.layers.attention import SCORES, Attention
+
+B, S, T, DQ, DM = 3, 5, 4, 6, 7
+LENGTHS = np.array([5, 2, 1])
+
+
+def _softmax(x):
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def reference(score, query, memory, mask, weights):
+    """Numpy oracle for one query (B, Dq), written from the equations in the docstring."""
+    if score == "dot":
+        scores = np.einsum("bd,bsd->bs", query, memory)
+    elif score == "general":
+        (w_a,) = weights[:1]  # (Dm, Dq)
+        scores = np.einsum("bd,bsd->bs", query, memory @ w_a)
+    elif score == "concat":
+        w_a, v = weights[:2]  # (Dq + Dm, A), (A,)
+        scores = np.zeros(mask.shape)
+        for b in range(query.shape[0]):
+            for s in range(memory.shape[1]):
+                joined = np.concatenate([query[b], memory[b, s]])  # [h_t; h_s]
+                scores[b, s] = v @ np.tanh(joined @ w_a)
+    else:
+        w1, w2, v = weights[:3]
+        scores = np.tanh((query @ w1)[:, None, :] + memory @ w2) @ v
+    scores = np.where(mask, scores, -np.inf)
+    probs = _softmax(scores)
+    context = np.einsum("bs,bsd->bd", probs, memory)
+    w_c = weights[-1]  # (Dm + Dq, Dq)
+    h_tilde = np.tanh(np.concatenate([context, query], -1) @ w_c)
+    return context, probs, h_tilde
+
+
+def make(score, rng, units=None):
+    layer = Attention(score, units=units)
+    dq = DM if score == "dot" else DQ
+    layer.build((None, dq), (None, None, DM))
+    layer.set_weights([rng.normal(size=w.shape).astype("float32") for w in layer.get_weights()])
+    return layer, dq
+
+
+def inputs(rng, dq):
+    query = rng.normal(size=(B, dq)).astype("float32")
+    memory = rng.normal(size=(B, S, DM)).astype("float32")
+    mask = np.arange(S)[None, :] < LENGTHS[:, None]
+    return query, memory, mask
+
+
+@pytest.mark.parametrize("score", SCORES)
+def test_matches_numpy_reference(score):
+    rng = np.random.default_rng(0)
+    layer, dq = make(score, rng, units=5)
+    query, memory, mask = inputs(rng, dq)
+    context, weights = layer(query, memory, memory_mask=mask)
+    params = layer.parameters("float32")
+    h_tilde = layer.attentional_hidden(context, query, params)
+    ref_context, ref_weights, ref_h = reference(score, query, memory, mask, layer.get_weights())
+    np.testing.assert_allclose(weights, ref_weights, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(context, ref_context, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(h_tilde, ref_h, rtol=1e-5, atol=1e-5)
+    assert weights.dtype == "float32"
+
+
+@pytest.mark.parametrize("score", SCORES)
+def test_masked_positions_get_exactly_zero_and_rows_sum_to_one(score):
+    rng = np.random.default_rng(1)
+    layer, dq = make(score, rng)
+    query, memory, mask = inputs(rng, dq)
+    memory[~mask] = 1e3  # large padding values must not leak into the weights
+    _, weights = layer(query, memory, memory_mask=mask)
+    weights = np.asarray(weights)
+    assert np.all(weights[~mask] == 0.0)
+    assert np.all(weights[mask] > 0.0)
+    np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(weights[2], [1.0, 0, 0, 0, 0])  # one real position
+
+
+@pytest.mark.parametrize("score", SCORES)
+def test_batched_queries_equal_per_step_queries(score):
+    rng = np.random.default_rng(2)
+    layer, dq = make(score, rng)
+    _, memory, mask = inputs(rng, dq)
+    queries = rng.normal(size=(B, T, dq)).astype("float32")
+    keys = layer.prepare(memory)
+    context, weights = layer(queries, memory, memory_mask=mask, keys=keys)
+    assert tuple(context.shape) == (B, T, DM) and tuple(weights.shape) == (B, T, S)
+    for t in range(T):
+        step_context, step_weights = layer(queries[:, t], memory, memory_mask=mask)
+        np.testing.assert_allclose(context[:, t], step_context, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(weights[:, t], step_weights, rtol=1e-5, atol=1e-7)
+
+
+def test_precomputed_keys_depend_on_memory_only():
+    rng = np.random.default_rng(3)
+    expected = {"dot": 0, "general": 1, "concat": 1, "bahdanau": 1}
+    for score in SCORES:
+        layer, dq = make(score, rng, units=5)
+        _, memory, _ = inputs(rng, dq)
+        keys = layer.prepare(memory)
+        assert len(keys) == expected[score]
+        for key in keys:
+            assert key.shape[:2] == (B, S)
+
+
+def test_no_mask_attends_everywhere():
+    rng = np.random.default_rng(4)
+    layer, dq = make("general", rng)
+    query, memory, _ = inputs(rng, dq)
+    _, weights = layer(query, memory)
+    _, ref, _ = reference("general", query, memory, np.ones((B, S), bool), layer.get_weights())
+    np.testing.assert_allclose(weights, ref, rtol=1e-5, atol=1e-7)
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="one of dot, general, concat, bahdanau"):
+        Attention("luong")
+    with pytest.raises(ValueError, match="dot attention needs query width == memory width"):
+        Attention("dot").build((None, 4), (None, None, 5))
+
+
+@pytest.mark.parametrize("score", SCORES)
+def test_config_round_trip_and_weight_count(score):
+    layer = Attention(score, units=3, name="att")
+    config = layer.get_config()
+    clone = Attention.from_config(config)
+    assert json.dumps(clone.get_config(), sort_keys=True) == json.dumps(config, sort_keys=True)
+    layer.build((None, DM), (None, None, DM))
+    expected = {"dot": 1, "general": 2, "concat": 3, "bahdanau": 4}[score]
+    assert len(layer.trainable_weights) == expected
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert isinstance(restored, Attention) and restored.score == score
