@@ -34,7 +34,7 @@ class DataConfig:
     dev_source: Optional[str] = None  # used for validation loss and BLEU
     dev_target: Optional[str] = None
     max_length: int = 100  # pieces per side; longer training pairs are dropped and counted
-    batch_tokens: int = 4096  # tokens per batch including padding (max of both sides)
+    batch_tokens: int = 4096  # tokens per batch and replica incl. padding (longer side)
     shuffle_buffer: int = 100_000  # sentence pairs held for shuffling
     bucket_width: int = 4  # length buckets are this many pieces wide
     num_parallel_calls: int = -1  # tf.data parallelism for tokenization; -1 = AUTOTUNE
@@ -85,7 +85,7 @@ class TrainConfig:
     clip_norm: float = 5.0  # gradient clipping by global norm; 0 disables
     label_smoothing: float = 0.1
     max_steps: int = 10_000
-    max_minutes: Optional[float] = None  # stop after this much wall time
+    max_minutes: Optional[float] = None  # stop after this much wall time (per `nmt train` run)
     checkpoint_every: int = 500
     keep_checkpoints: int = 5
     eval_every: int = 500
@@ -96,6 +96,7 @@ class TrainConfig:
     precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = "auto"
     jit: bool = False
     deterministic: bool = False  # tf.config.experimental.enable_op_determinism
+    max_nonfinite_steps: int = 20  # float16: consecutive non-finite losses tolerated, then stop
 
 
 @dataclass

@@ -1,0 +1,238 @@
+"""Throughput of a full `nmt train` step on Multi30k: our LSTM against keras.layers.LSTM.
+
+The model is shaped like OpenNMT-tf's NMTSmallV1: 2 x 512 unidirectional LSTM encoder and
+decoder, 512-dim embeddings, Luong "general" attention with input feeding, dropout 0.3, no
+residual connections, encoder states copied to the decoder, an 8k joint SentencePiece
+vocabulary (trained once on the training files and cached). The step is the one `nmt train`
+runs (nmt.training: learning-rate update, forward, backward, gradient clipping by global norm,
+Adam update, counters) on real token-based batches from `make_training_dataset`.
+
+Two variants are built in one process with identical weights: `nmt` (nmt.layers.LSTM) and
+`keras` (keras.layers.LSTM monkeypatched into nmt.encoder and nmt.decoder). The encoder runs
+the whole-sequence LSTM layer; the input-feeding decoder runs its own step loop with the
+cells' weights, so it computes the same in both variants. The variants alternate step by step
+on the same batches (the order flips every round, so background load hits both alike); the
+median wall and process-CPU time over the timed steps after warm-up are reported.
+
+Tokens/s counts non-pad tokens (target, and source + target). GFLOP/s is an estimate: the
+matrix multiplications of forward pass on the padded batch (2 FLOPs per multiply-add), times 3
+for forward + backward; element-wise work and the optimizer update are left out.
+
+Usage:
+    python scripts/bench_train.py [--data DIR] [--pair en-de] [--batch-tokens 4096]
+                                  [--steps 8] [--warmup 2] [--batches 8] [--jit]
+                                  [--variants nmt,keras] [--vocab-cache DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = Path(os.environ.get("NMT_MULTI30K", REPO.parent / "shared" / "data" / "multi30k"))
+DEFAULT_CACHE = Path.home() / ".cache" / "nmt" / "bench_train_vocab"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="Multi30k directory")
+    parser.add_argument("--pair", default="en-de", help="source-target languages")
+    parser.add_argument("--batch-tokens", type=int, default=4096)
+    parser.add_argument("--steps", type=int, default=8, help="timed steps per variant")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per variant")
+    parser.add_argument("--batches", type=int, default=8, help="distinct batches cycled")
+    parser.add_argument("--jit", action="store_true", help="XLA-compile forward + backward")
+    parser.add_argument("--variants", default="nmt,keras")
+    parser.add_argument("--vocab-cache", type=Path, default=DEFAULT_CACHE)
+    parser.add_argument("--seed", type=int, default=1234)
+    return parser.parse_args(argv)
+
+
+def small_v1_config(args, train_source: Path, train_target: Path):
+    from nmt.config import Config, DataConfig, ModelConfig, TrainConfig, VocabConfig
+
+    return Config(
+        data=DataConfig(
+            train_source=str(train_source),
+            train_target=str(train_target),
+            batch_tokens=args.batch_tokens,
+            max_length=100,
+            shuffle_buffer=10_000,
+        ),
+        vocab=VocabConfig(size=8000, joint=True),
+        model=ModelConfig(
+            embedding_dim=512,
+            units=512,
+            encoder_layers=2,
+            decoder_layers=2,
+            bidirectional=False,
+            attention="general",
+            input_feeding=True,
+            dropout=0.3,
+            residual=False,
+            bridge="copy",
+        ),
+        train=TrainConfig(
+            optimizer="adam",
+            learning_rate=2e-4,
+            clip_norm=5.0,
+            label_smoothing=0.1,
+            precision="float32",
+            jit=args.jit,
+            seed=args.seed,
+        ),
+    ).validate()
+
+
+def vocabulary(config, cache: Path):
+    from nmt.vocab import Vocab, train_vocab
+
+    if (cache / "joint.model").exists():
+        return Vocab.load(cache)
+    print(f"training the 8k joint vocabulary into {cache} (once)", file=sys.stderr)
+    return train_vocab(config.vocab, [config.data.train_source], [config.data.train_target], cache)
+
+
+def step_flops(source, target_in, model_config, vocab_size: int) -> float:
+    """Matmul FLOPs of forward + backward (3 x forward) for one padded batch."""
+    b, s = source.shape
+    t = target_in.shape[1]
+    e, u = model_config.embedding_dim, model_config.units
+    enc = 0.0
+    width = e
+    for _ in range(model_config.encoder_layers):
+        enc += 2 * 4 * u * (width + u) * b * s  # x W + h U
+        width = u
+    dec = 0.0
+    width = e + (u if model_config.input_feeding else 0)
+    for _ in range(model_config.decoder_layers):
+        dec += 2 * 4 * u * (width + u) * b * t
+        width = u
+    keys = 2 * u * u * b * s  # general: memory W_a, once per batch
+    attend = 2 * 2 * s * u * b * t  # scores and context
+    combine = 2 * (2 * u) * u * b * t  # h~ = tanh([c; h] W_c)
+    output = 2 * u * vocab_size * b * t
+    return 3.0 * (enc + dec + keys + attend + combine + output)
+
+
+def build_trainer(config, vocab, variant: str):
+    """A `nmt.training._Trainer` (the `nmt train` step) with nmt or Keras LSTM layers."""
+    import keras
+    import tensorflow as tf
+
+    from nmt import decoder, encoder
+    from nmt.training import Cluster, _Trainer
+
+    originals = (encoder.LSTM, decoder.LSTM)
+    if variant == "keras":
+        encoder.LSTM = decoder.LSTM = keras.layers.LSTM
+    try:
+        trainer = _Trainer(config, Path("unused"), Cluster(tf.distribute.get_strategy()), print)
+        trainer.build(vocab, "float32")
+    finally:
+        encoder.LSTM, decoder.LSTM = originals
+    return trainer
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    src_lang, tgt_lang = args.pair.split("-")
+    train_source, train_target = args.data / f"train.{src_lang}", args.data / f"train.{tgt_lang}"
+    if not train_source.exists():
+        print(
+            f"bench_train: {train_source} not found (set --data or NMT_MULTI30K)", file=sys.stderr
+        )
+        return 2
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    config = small_v1_config(args, train_source, train_target)
+    vocab = vocabulary(config, args.vocab_cache / args.pair)
+    variants = [v for v in args.variants.split(",") if v]
+    trainers, batches = {}, []
+    for name in variants:
+        # Build one at a time: a trainer seeds TF (tf.random.set_seed), which clears the eager
+        # kernel cache and with it the SentencePiece resources of pipelines built before.
+        trainers[name] = build_trainer(config, vocab, name)
+        if not batches:  # fixed batches, the same for every variant
+            for _ in range(args.batches):
+                (source, target_in), target_out = next(trainers[name].iterator)
+                batches.append((source, target_in, target_out))
+    for name, trainer in trainers.items():
+        layer = trainer.model.encoder.rnn_layers[0]
+        print(f"{name}: encoder layers are {type(layer).__module__}.{type(layer).__name__}")
+    reference = trainers[variants[0]].model.get_weights()
+    for name in variants[1:]:
+        trainers[name].model.set_weights(reference)  # same start: same numbers, same work
+
+    wall = {v: [] for v in variants}
+    cpu = {v: [] for v in variants}
+    losses = {v: [] for v in variants}
+    flops, target_tokens, all_tokens = [], [], []
+    for round_ in range(args.warmup + args.steps):
+        source, target_in, target_out = batches[round_ % len(batches)]
+        order = variants if round_ % 2 == 0 else list(reversed(variants))
+        for name in order:
+            start_wall, start_cpu = time.perf_counter(), time.process_time()
+            loss, tokens, _, _ = trainers[name].train_step(source, target_in, target_out)
+            loss = float(loss)  # waits for the step
+            elapsed_wall = time.perf_counter() - start_wall
+            elapsed_cpu = time.process_time() - start_cpu
+            if round_ >= args.warmup:
+                wall[name].append(elapsed_wall)
+                cpu[name].append(elapsed_cpu)
+                losses[name].append(loss)
+        if round_ >= args.warmup:
+            flops.append(step_flops(source, target_in, config.model, vocab.target_size))
+            target_tokens.append(int(tf.math.count_nonzero(target_out)))
+            all_tokens.append(float(tokens))
+
+    step_work = statistics.median(flops)
+    tgt_per_step = statistics.median(target_tokens)
+    all_per_step = statistics.median(all_tokens)
+    shapes = sorted({tuple(b[0].shape) + (b[1].shape[1],) for b in batches})
+    print(
+        f"NMTSmallV1-like model ({sum(int(np.prod(w.shape)) for w in reference):,} parameters), "
+        f"Multi30k {args.pair}, 8k joint SentencePiece, batch_tokens {args.batch_tokens} "
+        f"(shapes B x S x T: {', '.join('x'.join(map(str, s)) for s in shapes[:4])}"
+        f"{', ...' if len(shapes) > 4 else ''}), float32, jit={args.jit}"
+    )
+    print(
+        f"TF {tf.__version__}, Keras {keras.__version__}, Python {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs; median of {args.steps} alternated steps after {args.warmup} "
+        "warm-up steps"
+    )
+    print()
+    header = (
+        f"| variant | step wall s | step CPU s | target tok/s | src+tgt tok/s | GFLOP/s | "
+        f"vs {variants[0]} |"
+    )
+    print(header)
+    print("|" + "---|" * 7)
+    base = statistics.median(wall[variants[0]])
+    for name in variants:
+        w, c = statistics.median(wall[name]), statistics.median(cpu[name])
+        print(
+            f"| {name} | {w:.3f} | {c:.3f} | {tgt_per_step / w:,.0f} | {all_per_step / w:,.0f} | "
+            f"{step_work / w / 1e9:.1f} | {base / w:.2f}x |"
+        )
+    print()
+    for name in variants[1:]:
+        gap = max(abs(a - b) for a, b in zip(losses[name], losses[variants[0]], strict=True))
+        print(f"largest |loss difference| {name} vs {variants[0]} over timed steps: {gap:.2e}")
+    print(f"work per step: {step_work / 1e9:.1f} GFLOP (matmuls, forward + backward, padded)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
