@@ -1,0 +1,436 @@
+"""SavedModel export for TensorFlow Serving: strings in, strings out, beam search in the graph.
+
+`export_model` writes one version of a model into the layout TF Serving watches:
+
+    EXPORT_BASE/
+      N/                          one directory per version (an integer)
+        saved_model.pb            signatures `serving_default` and `translate_ids`
+        variables/                the model weights
+        assets/
+        assets.extra/             files for clients and tools, not read by the graph:
+          config.yaml             the resolved config (decode.* = the exported search settings)
+          VERSION                 the model directory's format version
+          export.json             nmt version, step, checkpoint, search settings, signatures
+          source.model, target.model (or joint.model)   the SentencePiece model(s)
+
+Signatures (B = batch, S = source pieces, T = target pieces):
+
+    serving_default   text (B,) string
+                      -> translation (B,) string, score (B,) float32
+    translate_ids     source_ids (B, S) int32  SentencePiece ids, no EOS, padded with 0
+                      source_lengths (B,) int32
+                      -> target_ids (B, T) int32 (no EOS, padded with 0),
+                         target_lengths (B,) int32, score (B,) float32
+
+Both run the same graph as `nmt translate` (`translator.make_search_fn`) with the same input
+handling as `Translator.encode`: an input is cut to `decode.max_source_length` pieces and EOS is
+appended; an input with no pieces gives "" (no ids) and score 0 without reaching the model.
+`serving_default` tokenizes and detokenizes in the graph with tensorflow-text's
+SentencepieceTokenizer (the model proto is stored in the graph), so a server needs the
+tensorflow-text ops (stock TF Serving links them); `translate_ids` needs core TF only and
+leaves SentencePiece to the client (the models are in assets.extra/).
+
+A version directory is built in a hidden temporary directory beside it and renamed into place
+only when complete, so TF Serving never sees a half-written version and a failed export leaves
+nothing behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from nmt import constants
+from nmt.errors import NmtError
+from nmt.version import __version__
+
+EXTRA_DIR = "assets.extra"
+EXPORT_INFO_FILE = "export.json"
+TEXT_INPUT = "text"
+TEXT_OUTPUTS = ("translation", "score")
+IDS_INPUTS = ("source_ids", "source_lengths")
+IDS_OUTPUTS = ("target_ids", "target_lengths", "score")
+
+_VERSION_NAME = re.compile(r"^[0-9]+$")
+_TMP_PREFIX = ".nmt-export-"
+
+
+# === Versions ===
+
+
+def list_versions(export_base: str | Path) -> list[int]:
+    """Version numbers under `export_base` (integer-named directories), ascending."""
+    base = Path(export_base)
+    if not base.is_dir():
+        return []
+    return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and _VERSION_NAME.match(p.name))
+
+
+def next_version(export_base: str | Path) -> int:
+    """The integer after the highest existing version, 1 for an empty or new base."""
+    versions = list_versions(export_base)
+    return versions[-1] + 1 if versions else 1
+
+
+# === Graph ===
+
+
+def _sentencepiece_tokenizer(proto: bytes):
+    """A tensorflow-text SentencepieceTokenizer whose resource is named after its model.
+
+    The SentencePiece kernel shares its model resource by node name. Inside a loaded
+    SavedModel every tokenizer's initializer node is otherwise called
+    "SentenceTokenizerInitializer/SentencepieceOp", so a second tokenizer (the target side,
+    or another loaded export) would silently get the first one's model. Naming the scope
+    after a hash of the model proto gives distinct models distinct resources.
+    """
+    import tensorflow as tf
+    import tensorflow_text as tf_text
+
+    digest = hashlib.sha256(proto).hexdigest()[:20]
+    return tf_text.SentencepieceTokenizer(
+        model=proto, out_type=tf.int32, name=f"nmt_sentencepiece_{digest}"
+    )
+
+
+def build_serving_functions(
+    model,
+    source_proto: bytes,
+    target_proto: bytes,
+    *,
+    beam_size: int,
+    length_penalty: float,
+    max_length_a: float,
+    max_length_b: float,
+    max_source_length: int,
+) -> dict[str, Any]:
+    """The two signature functions (plain Python, to be traced) and their tokenizers.
+
+    Returns {"translate_text": fn(text), "translate_ids": fn(source_ids, source_lengths),
+    "trackables": [tokenizers]}; both functions return dicts of output tensors.
+    """
+    import tensorflow as tf
+
+    from nmt.translator import make_search_fn
+
+    search = make_search_fn(
+        model,
+        beam_size=beam_size,
+        n_best=1,
+        max_length_a=max_length_a,
+        max_length_b=max_length_b,
+        return_attention=False,
+    )
+    source_tokenizer = _sentencepiece_tokenizer(source_proto)
+    if target_proto == source_proto:
+        target_tokenizer = source_tokenizer
+    else:
+        target_tokenizer = _sentencepiece_tokenizer(target_proto)
+    penalty = float(length_penalty)
+
+    def translate_pieces(source_ids, source_lengths):
+        """Ids without EOS (B, S), lengths (B,) -> target ids (B, T), lengths (B,), scores (B,)."""
+        source_ids = tf.convert_to_tensor(source_ids, tf.int32)
+        lengths = tf.convert_to_tensor(source_lengths, tf.int32)  # (B,)
+        batch = tf.shape(source_ids)[0]
+        width = tf.shape(source_ids)[1]
+        checks = [
+            tf.debugging.assert_equal(
+                tf.shape(lengths)[0], batch, message="source_lengths needs one entry per row"
+            ),
+            tf.debugging.assert_non_negative(lengths, message="source_lengths must be >= 0"),
+            tf.debugging.assert_less_equal(
+                lengths, width, message="source_lengths exceeds the width of source_ids"
+            ),
+        ]
+        with tf.control_dependencies(checks):
+            lengths = tf.minimum(lengths, max_source_length)  # (B,) truncation
+        ids = source_ids[:, :max_source_length]  # (B, S')
+        positions = tf.range(tf.shape(ids)[1] + 1)[None, :]  # (1, S'+1)
+        ids = tf.pad(ids, [[0, 0], [0, 1]])  # (B, S'+1) room for EOS
+        ids = tf.where(positions < lengths[:, None], ids, constants.PAD_ID)  # (B, S'+1)
+        ids = tf.where(positions == lengths[:, None], constants.EOS_ID, ids)  # (B, S'+1)
+        rows = tf.cast(tf.where(lengths > 0)[:, 0], tf.int32)  # (N,) rows with pieces
+
+        def run():
+            row_lengths = tf.gather(lengths, rows) + 1  # (N,) with EOS
+            row_ids = tf.gather(ids, rows)[:, : tf.reduce_max(row_lengths)]  # (N, S'')
+            result = search(row_ids, row_lengths, penalty)
+            return result.ids[:, 0, :], result.lengths[:, 0], result.scores[:, 0]
+
+        def skip():
+            return (
+                tf.zeros([0, 0], tf.int32),
+                tf.zeros([0], tf.int32),
+                tf.zeros([0], tf.float32),
+            )
+
+        out_ids, out_lengths, out_scores = tf.cond(tf.size(rows) > 0, run, skip)
+        index = rows[:, None]  # (N, 1)
+        target_lengths = tf.scatter_nd(index, out_lengths, [batch])  # (B,)
+        scores = tf.scatter_nd(index, out_scores, [batch])  # (B,) 0 for empty inputs
+        longest = tf.reduce_max(tf.concat([target_lengths, [0]], 0))
+        out_ids = out_ids[:, :longest]  # (N, T)
+        target_ids = tf.scatter_nd(index, out_ids, tf.stack([batch, longest]))  # (B, T)
+        return target_ids, target_lengths, scores
+
+    def translate_text(text):
+        pieces = source_tokenizer.tokenize(text)  # ragged (B, None) int32
+        pieces = pieces[:, :max_source_length]
+        source_ids = pieces.to_tensor(default_value=constants.PAD_ID)  # (B, S)
+        source_lengths = tf.cast(pieces.row_lengths(), tf.int32)  # (B,)
+        target_ids, target_lengths, scores = translate_pieces(source_ids, source_lengths)
+        ragged = tf.RaggedTensor.from_tensor(target_ids, lengths=target_lengths)
+        translation = target_tokenizer.detokenize(ragged)  # (B,) string
+        return {"translation": translation, "score": scores}
+
+    def translate_ids(source_ids, source_lengths):
+        target_ids, target_lengths, scores = translate_pieces(source_ids, source_lengths)
+        return {"target_ids": target_ids, "target_lengths": target_lengths, "score": scores}
+
+    trackables = [source_tokenizer]
+    if target_tokenizer is not source_tokenizer:
+        trackables.append(target_tokenizer)
+    return {
+        "translate_text": translate_text,
+        "translate_ids": translate_ids,
+        "trackables": trackables,
+    }
+
+
+def write_saved_model(
+    model, path: str | Path, functions: dict[str, Any], *, check_built: bool = True
+) -> None:
+    """Write `model`'s variables and the two signatures to `path` with keras ExportArchive."""
+    import keras
+    import tensorflow as tf
+
+    if check_built and not model.built:
+        raise NmtError("the model is not built; load it with nmt.checkpoints.load_model")
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    for resource in functions["trackables"]:
+        archive.track(resource)
+    archive.add_endpoint(
+        constants.SERVING_SIGNATURE,
+        functions["translate_text"],
+        input_signature=[tf.TensorSpec([None], tf.string, name=TEXT_INPUT)],
+    )
+    archive.add_endpoint(
+        constants.IDS_SIGNATURE,
+        functions["translate_ids"],
+        input_signature=[
+            tf.TensorSpec([None, None], tf.int32, name=IDS_INPUTS[0]),
+            tf.TensorSpec([None], tf.int32, name=IDS_INPUTS[1]),
+        ],
+    )
+    archive.write_out(str(path), verbose=False)
+
+
+# === Export ===
+
+
+def _write_extras(extra: Path, model_dir: Path | None, loaded, decode) -> None:
+    from nmt.config import save_config
+
+    extra.mkdir(parents=True, exist_ok=True)
+    config = dataclasses.replace(loaded.config, decode=decode)
+    save_config(config, extra / constants.CONFIG_FILE)
+    model_dir_version = Path(model_dir) / constants.VERSION_FILE if model_dir else None
+    if model_dir_version is not None and model_dir_version.is_file():
+        shutil.copyfile(model_dir_version, extra / constants.VERSION_FILE)
+    else:
+        (extra / constants.VERSION_FILE).write_text(__version__ + "\n", encoding="utf-8")
+    spm_files = loaded.vocab.model_files()
+    for name, proto in spm_files.items():
+        (extra / name).write_bytes(proto)
+    spm_names = list(spm_files)
+    info = {
+        "nmt_version": __version__,
+        "step": None if loaded.step is None else int(loaded.step),
+        "checkpoint": None if loaded.checkpoint_path is None else str(loaded.checkpoint_path),
+        "beam_size": decode.beam_size,
+        "length_penalty": decode.length_penalty,
+        "max_length_a": decode.max_length_a,
+        "max_length_b": decode.max_length_b,
+        "max_source_length": decode.max_source_length,
+        "sentencepiece": {
+            "source": spm_names[0],
+            "target": spm_names[-1],
+        },
+        "special_ids": {
+            "pad": constants.PAD_ID,
+            "unk": constants.UNK_ID,
+            "bos": constants.BOS_ID,
+            "eos": constants.EOS_ID,
+        },
+        "signatures": {
+            constants.SERVING_SIGNATURE: {
+                "inputs": {TEXT_INPUT: "string (B,)"},
+                "outputs": {"translation": "string (B,)", "score": "float32 (B,)"},
+            },
+            constants.IDS_SIGNATURE: {
+                "inputs": {
+                    "source_ids": "int32 (B, S) SentencePiece ids without EOS, 0-padded",
+                    "source_lengths": "int32 (B,)",
+                },
+                "outputs": {
+                    "target_ids": "int32 (B, T) without EOS, 0-padded",
+                    "target_lengths": "int32 (B,)",
+                    "score": "float32 (B,)",
+                },
+            },
+        },
+    }
+    (extra / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+
+
+def export_model(
+    model_dir: str | Path,
+    export_base: str | Path,
+    *,
+    version: int | None = None,
+    checkpoint: str = "best",
+    beam_size: int | None = None,
+    length_penalty: float | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Export a trained model as EXPORT_BASE/N (N = `version` or the next free integer).
+
+    Raises NmtError when EXPORT_BASE/N exists (unless `overwrite`), when EXPORT_BASE is not a
+    directory, or when the model cannot be loaded (CheckpointError from load_model).
+    Returns the version directory written.
+    """
+    base = Path(export_base)
+    if base.exists() and not base.is_dir():
+        raise NmtError(f"{base}: exists and is not a directory")
+    if version is not None and (isinstance(version, bool) or int(version) < 1):
+        raise NmtError(f"--version must be a positive integer, got {version}")
+    if beam_size is not None and beam_size < 1:
+        raise NmtError(f"--beam must be a positive integer, got {beam_size}")
+    if length_penalty is not None and length_penalty < 0:
+        raise NmtError(f"--length-penalty must be >= 0, got {length_penalty}")
+    number = int(version) if version is not None else next_version(base)
+    target = base / str(number)
+    if target.exists() and not overwrite:
+        raise NmtError(
+            f"{target}: version {number} already exists; pass --overwrite to replace it "
+            "or choose another --version"
+        )
+
+    from nmt.checkpoints import load_model
+
+    loaded = load_model(model_dir, checkpoint)
+    return export_loaded(
+        loaded,
+        base,
+        version=number,
+        beam_size=beam_size,
+        length_penalty=length_penalty,
+        overwrite=overwrite,
+        model_dir=model_dir,
+    )
+
+
+def export_loaded(
+    loaded,
+    export_base: str | Path,
+    *,
+    version: int | None = None,
+    beam_size: int | None = None,
+    length_penalty: float | None = None,
+    overwrite: bool = False,
+    model_dir: str | Path | None = None,
+) -> Path:
+    """Export an already loaded model (`checkpoints.LoadedModel`: config, vocab, model, step,
+    checkpoint_path) as EXPORT_BASE/N; see `export_model`."""
+    base = Path(export_base)
+    number = int(version) if version is not None else next_version(base)
+    target = base / str(number)
+    if target.exists() and not overwrite:
+        raise NmtError(
+            f"{target}: version {number} already exists; pass --overwrite to replace it "
+            "or choose another --version"
+        )
+    decode = dataclasses.replace(loaded.config.decode)
+    decode.beam_size = int(beam_size or decode.beam_size)
+    if length_penalty is not None:
+        decode.length_penalty = float(length_penalty)
+    decode.n_best = 1
+    target_size = getattr(loaded.vocab, "target_size", None)
+    if target_size is not None and decode.beam_size > target_size:
+        raise NmtError(
+            f"beam size {decode.beam_size} exceeds the target vocabulary size {target_size}"
+        )
+    source_proto = loaded.vocab.source_proto
+    target_proto = loaded.vocab.target_proto
+
+    base.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{number}-", dir=base))
+    old = None
+    try:
+        staged = tmp / "model"
+        try:
+            functions = build_serving_functions(
+                loaded.model,
+                source_proto,
+                target_proto,
+                beam_size=decode.beam_size,
+                length_penalty=decode.length_penalty,
+                max_length_a=decode.max_length_a,
+                max_length_b=decode.max_length_b,
+                max_source_length=decode.max_source_length,
+            )
+            write_saved_model(loaded.model, staged, functions)
+            _write_extras(staged / EXTRA_DIR, model_dir, loaded, decode)
+        except NmtError:
+            raise
+        except Exception as e:
+            reason = (str(e).strip().splitlines() or [""])[0][:300]
+            raise NmtError(
+                f"{target}: export failed, nothing was written ({type(e).__name__}: {reason})"
+            ) from e
+        if target.exists():
+            if not overwrite:
+                raise NmtError(f"{target}: version {number} appeared during the export")
+            old = tmp / "replaced"
+            os.rename(target, old)
+        try:
+            os.rename(staged, target)
+        except OSError as e:
+            if old is not None:
+                os.rename(old, target)
+                old = None
+            raise NmtError(f"{target}: cannot move the export into place: {e.strerror}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+# === Loading ===
+
+
+def load_export(path: str | Path):
+    """tf.saved_model.load an exported version directory (registers tensorflow-text ops first)."""
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (registers the SentencePiece ops)
+
+    path = Path(path)
+    if not (path / "saved_model.pb").is_file():
+        raise NmtError(f"{path}: no saved_model.pb (expected an exported version directory)")
+    return tf.saved_model.load(str(path))
+
+
+def read_export_info(path: str | Path) -> dict[str, Any]:
+    """assets.extra/export.json of an exported version directory ({} when absent)."""
+    info = Path(path) / EXTRA_DIR / EXPORT_INFO_FILE
+    if not info.is_file():
+        return {}
+    return json.loads(info.read_text(encoding="utf-8"))
