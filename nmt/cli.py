@@ -215,3 +215,223 @@ def score_command(hypothesis_path, reference_path, metrics, as_json):
     from nmt.evaluation import score_files
 
     _print_scores(score_files(hypothesis_path, reference_path, names), as_json)
+
+
+@cli.command("vocab")
+@click.option("--source", "sources", multiple=True, type=click.Path(dir_okay=False),
+              help="Source training text (plain or .gz); repeatable.")  # fmt: skip
+@click.option("--target", "targets", multiple=True, type=click.Path(dir_okay=False),
+              help="Target training text (plain or .gz); repeatable.")  # fmt: skip
+@click.option("--output", default="vocab", show_default=True, type=click.Path(file_okay=False),
+              help="Directory for joint.model or source.model + target.model.")  # fmt: skip
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="Take defaults from this config's vocab section and data.train_*.")  # fmt: skip
+@click.option("--model-type", type=click.Choice(["unigram", "bpe"]))
+@click.option("--size", type=int, help="Pieces per model (config default 8000).")
+@click.option("--character-coverage", type=float)
+@click.option("--joint/--separate", default=None, help="One shared model or one per side.")
+@click.option("--seed", type=int)
+@click.option("--input-sentence-size", type=int, help="Sentences sampled for training; 0 = all.")
+def vocab_command(sources, targets, output, config_path, model_type, size, character_coverage,
+                  joint, seed, input_sentence_size):  # fmt: skip
+    """Train SentencePiece model(s) with nmt's special ids (pad 0, unk 1, bos 2, eos 3)."""
+    import dataclasses
+
+    from nmt.config import Config, load_config
+
+    config = load_config(config_path) if config_path else Config()
+    given = {"model_type": model_type, "size": size, "character_coverage": character_coverage,
+             "joint": joint, "seed": seed, "input_sentence_size": input_sentence_size}  # fmt: skip
+    vocab_config = dataclasses.replace(
+        config.vocab, **{k: v for k, v in given.items() if v is not None}
+    )
+    dataclasses.replace(config, vocab=vocab_config).validate()
+    sources = list(sources) or ([config.data.train_source] if config.data.train_source else [])
+    targets = list(targets) or ([config.data.train_target] if config.data.train_target else [])
+    if not sources or not targets:
+        raise click.UsageError("give --source and --target (or a --config with data.train_*)")
+    from nmt.vocab import train_vocab
+
+    vocab = train_vocab(vocab_config, sources, targets, output)
+    kind = f"{vocab_config.model_type}, seed {vocab_config.seed}"
+    click.echo(f"wrote {vocab.source_model_path} ({vocab.source_size} pieces, {kind})")
+    if not vocab.joint:
+        click.echo(f"wrote {vocab.target_model_path} ({vocab.target_size} pieces, {kind})")
+
+
+@cli.command("demo-data")
+@click.option("--output", required=True, type=click.Path(file_okay=False),
+              help="Directory for {train,dev,test}.{en,de}.")  # fmt: skip
+@click.option("--seed", default=1234, show_default=True, type=int)
+@click.option("--train", default=20_000, show_default=True, type=click.IntRange(min=0))
+@click.option("--dev", default=500, show_default=True, type=click.IntRange(min=0))
+@click.option("--test", default=500, show_default=True, type=click.IntRange(min=0))
+def demo_data_command(output, seed, train, dev, test):
+    """Write the built-in synthetic English -> German task (seeded, learnable in minutes)."""
+    from nmt.demo_data import write_demo_data
+
+    written = write_demo_data(output, seed=seed, train=train, dev=dev, test=test)
+    counts = {"train": train, "dev": dev, "test": test}
+    for name, path in written.items():
+        click.echo(f"wrote {path} ({counts[name.split('.')[0]]} lines)")
+
+
+@cli.command("export")
+@click.option("--model", "model_dir", required=True, type=click.Path(file_okay=False))
+@click.option(
+    "--output",
+    "export_base",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Export base directory; the model is written to OUTPUT/N (TF Serving layout).",
+)
+@click.option("--version", type=click.IntRange(min=1), help="Version N (default: next free).")
+@click.option("--checkpoint", default="best", show_default=True, help=_CHECKPOINT_HELP)
+@click.option("--beam", "beam_size", type=click.IntRange(min=1), help="Beam size (config default).")
+@click.option("--length-penalty", type=click.FloatRange(min=0.0), help="GNMT length penalty alpha.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing version directory.")
+def export_command(
+    model_dir, export_base, version, checkpoint, beam_size, length_penalty, overwrite
+):
+    """Export a SavedModel (text in, text out, beam search inside) for TF Serving."""
+    from nmt.export import export_model
+
+    path = export_model(
+        model_dir,
+        export_base,
+        version=version,
+        checkpoint=checkpoint,
+        beam_size=beam_size,
+        length_penalty=length_penalty,
+        overwrite=overwrite,
+    )
+    click.echo(str(path))
+
+
+@cli.command("serve")
+@click.option(
+    "--export-dir",
+    "export_base",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Export base written by `nmt export` (holds versions 1/, 2/, ...).",
+)
+@click.option("--model-name", default="nmt", show_default=True, help="Name in /v1/models/NAME.")
+@click.option("--port", default=8501, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--max-request-bytes",
+    default=1 << 20,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Larger request bodies get HTTP 413.",
+)
+@click.option("--max-batch-size", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--batch-timeout-ms",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(min=0.0),
+    help="How long a batch waits for more requests.",
+)
+@click.option("--all-versions", is_flag=True, help="Serve every version, not just the latest.")
+@click.option("--quiet", is_flag=True, help="No access log on stderr.")
+def serve_command(
+    export_base,
+    model_name,
+    port,
+    host,
+    max_request_bytes,
+    max_batch_size,
+    batch_timeout_ms,
+    all_versions,
+    quiet,
+):
+    """Serve an export over the TF Serving REST API until SIGTERM or Ctrl-C."""
+    from nmt.serve import serve
+
+    serve(
+        export_base,
+        model_name=model_name,
+        host=host,
+        port=port,
+        max_request_bytes=max_request_bytes,
+        max_batch_size=max_batch_size,
+        batch_timeout_ms=batch_timeout_ms,
+        all_versions=all_versions,
+        quiet=quiet,
+        ready=lambda message: click.echo(f"nmt serve: {message}"),
+    )
+    click.echo("nmt serve: stopped", err=True)
+
+
+_PRECISIONS = ["auto", "float32", "mixed_float16", "mixed_bfloat16"]
+
+
+@cli.command("train")
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="YAML config; relative data paths in it are relative to the current directory.",
+)
+@click.option(
+    "--model-dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Model directory: created, or resumed when it holds a model with the same config.",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="SECTION.KEY=VALUE",
+    help="Override a config value (repeatable), e.g. --set train.max_steps=2000.",
+)
+@click.option("--precision", type=click.Choice(_PRECISIONS), help="Overrides train.precision.")
+@click.option("--jit", is_flag=True, help="XLA-compile the train step (train.jit).")
+def train_command(config_path, model_dir, overrides, precision, jit):
+    """Train a model, or resume training the one in --model-dir."""
+    from nmt.config import load_config
+
+    overrides = list(overrides)
+    if precision:
+        overrides.append(f"train.precision={precision}")
+    if jit:
+        overrides.append("train.jit=true")
+    config = load_config(config_path, overrides)
+    from nmt.training import train
+
+    result = train(config, model_dir)
+    best = ""
+    if result.best_bleu is not None:
+        best = f"; best BLEU {result.best_bleu:.2f} at step {result.best_step}"
+    click.echo(
+        f"trained to step {result.step} ({result.stop_reason}); "
+        f"last checkpoint {result.last_checkpoint}{best}"
+    )
+
+
+@cli.command("average")
+@click.option(
+    "--model",
+    "model_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Model directory written by `nmt train`.",
+)
+@click.option(
+    "--last", "last_n", required=True, type=click.IntRange(min=1), help="Checkpoints to average."
+)
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False),
+    help="Directory for the averaged checkpoint [default: MODEL/averaged].",
+)
+def average_command(model_dir, last_n, output):
+    """Average the weights of the last N checkpoints into one checkpoint."""
+    from nmt.checkpoints import average_checkpoints
+
+    prefix = average_checkpoints(model_dir, last_n, output)
+    click.echo(f"averaged the last {last_n} checkpoints -> {prefix}")
