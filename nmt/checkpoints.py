@@ -20,6 +20,9 @@ crash mid-write never lists a half-written checkpoint. The listing is read from 
 themselves (not from TensorFlow's `checkpoint` state file), so a damaged state file cannot
 hide checkpoints. A truncated or corrupted checkpoint is detected when it is restored
 (TensorFlow checks sizes and CRC32C checksums) and training falls back to the previous one.
+A write that fails (disk full, I/O error) raises CheckpointWriteError and leaves the earlier
+checkpoints as they were; what a killed write leaves behind (a staging directory, data shards
+without their .index, temporary files of atomic writes) is removed by `remove_leftovers`.
 
 TensorFlow is imported inside functions so that importing this module stays cheap.
 """
@@ -70,19 +73,47 @@ def make_temp_dir(parent: PathLike, prefix: str) -> Path:
     return path
 
 
+class CheckpointWriteError(CheckpointError, OSError):
+    """Writing a checkpoint or a model-directory file failed (disk full, I/O error, ...);
+    the previous version of what was being written is unchanged."""
+
+
+def error_reason(e: BaseException) -> str:
+    """One line saying why an operation failed: the strerror of an OSError ("No space left
+    on device"), the reason of a TensorFlow file error (its "PATH; REASON [Op:NAME]" message
+    without path, node and op names), else the first line of the message."""
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    line = _first_line(getattr(e, "message", None) or str(e) or type(e).__name__)
+    if type(e).__module__.startswith("tensorflow"):
+        line = re.sub(r"\s*\[Op:\w+\]$", "", line).rsplit("; ", 1)[-1]
+    return line
+
+
 def write_text_atomic(path: PathLike, text: str) -> Path:
-    """Write `text` to a temporary file beside `path`, then rename it into place."""
+    """Write `text` to a temporary file beside `path`, then rename it into place.
+
+    CheckpointWriteError naming `path` when that fails; `path` is then unchanged.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise CheckpointWriteError(
+            f"{path}: cannot write ({error_reason(e)}); the previous version is unchanged"
+        ) from e
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
     return path
 
@@ -179,7 +210,12 @@ def read_config(model_dir: PathLike) -> Config:
         raise CheckpointError(f"{model_dir}: not a model directory (no {constants.CONFIG_FILE})")
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}:" if mark is not None else ""
+        problem = getattr(e, "problem", None) or "invalid YAML"
+        raise CheckpointError(f"{path}: cannot read the saved config:{where} {problem}") from None
+    except (OSError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path}: cannot read the saved config: {e}") from None
     try:
         return from_dict(values)
@@ -245,13 +281,18 @@ def write_checkpoint(checkpoint, directory: PathLike, step: int) -> Path:
     """Write `checkpoint` (a tf.train.Checkpoint) as DIR/ckpt-STEP, atomically.
 
     The files are written into a staging directory inside DIR and moved into place, data
-    shards first and the .index last: the checkpoint is listed only once complete.
+    shards first and the .index last: the checkpoint is listed only once complete. When
+    writing fails (disk full, I/O error) CheckpointWriteError names the checkpoint; the
+    checkpoints written before are untouched.
     """
+    import tensorflow as tf
+
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     name = f"{CHECKPOINT_PREFIX}-{int(step)}"
-    staging = Path(tempfile.mkdtemp(dir=directory, prefix=_STAGING_PREFIX))
+    staging = None
     try:
+        directory.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=directory, prefix=_STAGING_PREFIX))
         _ = checkpoint.save_counter  # created on restore, so always written (see restore)
         checkpoint.write(str(staging / name))
         staged = sorted(staging.iterdir(), key=lambda p: p.name.endswith(".index"))
@@ -259,8 +300,17 @@ def write_checkpoint(checkpoint, directory: PathLike, step: int) -> Path:
         delete_checkpoint(target)  # a stale checkpoint of the same step (e.g. after a fallback)
         for path in staged:
             os.replace(path, directory / path.name)
+    except (OSError, tf.errors.OpError) as e:
+        if staging is not None:  # data shards moved before the failure are not a checkpoint
+            remove_orphan_shards(directory)
+        kept = list_checkpoints(directory)
+        previous = f"; {kept[-1].name} is the newest checkpoint there" if kept else ""
+        raise CheckpointWriteError(
+            f"{directory / name}: cannot write the checkpoint ({error_reason(e)}){previous}"
+        ) from e
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
     return directory / name
 
 
@@ -271,6 +321,48 @@ def remove_staging(directory: PathLike) -> None:
         for entry in directory.iterdir():
             if entry.name.startswith(_STAGING_PREFIX) and entry.is_dir():
                 shutil.rmtree(entry, ignore_errors=True)
+
+
+def remove_orphan_shards(directory: PathLike) -> list[Path]:
+    """Delete data shards whose .index is missing (a write or delete cut short); returns them.
+
+    Such shards are never a checkpoint: the .index is moved into place last and deleted first.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    pattern = re.compile(rf"^({CHECKPOINT_PREFIX}-\d+)\.data-\d+-of-\d+$")
+    removed = []
+    for entry in directory.iterdir():
+        match = pattern.match(entry.name)
+        if match and not (directory / f"{match.group(1)}.index").exists():
+            entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
+
+
+def remove_leftovers(model_dir: PathLike) -> list[Path]:
+    """Remove what a process killed while writing DIR leaves behind; returns the paths.
+
+    Staging directories and orphan data shards in DIR/checkpoints and DIR/best, and the
+    temporary files of atomic writes of DIR/config.yaml and DIR/train_state.json. Call it
+    only when no other process is writing DIR (training does, before it resumes).
+    """
+    model_dir = Path(model_dir)
+    removed: list[Path] = []
+    for sub in (CHECKPOINTS_DIR, BEST_DIR):
+        directory = model_dir / sub
+        if directory.is_dir():
+            staging = [p for p in directory.iterdir() if p.name.startswith(_STAGING_PREFIX)]
+            remove_staging(directory)
+            removed += staging + remove_orphan_shards(directory)
+    if model_dir.is_dir():
+        temp_prefixes = (f".{constants.CONFIG_FILE}.", f".{TRAIN_STATE_FILE}.")
+        for entry in model_dir.iterdir():
+            if entry.name.startswith(temp_prefixes) and entry.is_file():
+                entry.unlink(missing_ok=True)
+                removed.append(entry)
+    return removed
 
 
 def prune_checkpoints(directory: PathLike, keep: int) -> list[Path]:
@@ -500,17 +592,33 @@ def average_checkpoints(
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = make_temp_dir(output.parent, f".{output.name}.tmp-")
     old = None
+    unchanged = f"{output} is unchanged" if output.exists() else "nothing was written"
     try:
-        write_checkpoint(inference_checkpoint(model, step), staging, last_step)
-        write_json_atomic(
-            staging / "averaged.json",
-            {"checkpoints": [p.name for p in chosen], "step": last_step, "nmt": __version__},
-        )
-        if output.exists():
-            old = output.parent / f".{output.name}.old-{os.getpid()}"
-            os.rename(output, old)
-        os.rename(staging, output)
-        staging = None
+        try:
+            write_checkpoint(inference_checkpoint(model, step), staging, last_step)
+            write_json_atomic(
+                staging / "averaged.json",
+                {"checkpoints": [p.name for p in chosen], "step": last_step, "nmt": __version__},
+            )
+        except CheckpointWriteError as e:
+            raise CheckpointWriteError(
+                f"{output}: cannot write the averaged checkpoint "
+                f"({error_reason(e.__cause__ or e)}); {unchanged}"
+            ) from e
+        try:
+            if output.exists():
+                old = output.parent / f".{output.name}.old-{os.getpid()}"
+                os.rename(output, old)
+            os.rename(staging, output)
+            staging = None
+        except OSError as e:
+            if old is not None and not output.exists():
+                os.rename(old, output)  # put the previous average back
+                old = None
+            raise CheckpointWriteError(
+                f"{output}: cannot move the averaged checkpoint into place "
+                f"({error_reason(e)}); {unchanged}"
+            ) from e
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)

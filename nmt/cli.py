@@ -5,28 +5,89 @@ TensorFlow is imported lazily inside commands so that `nmt --help` stays fast.
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from nmt.errors import NmtError
 from nmt.version import __version__
 
 
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def describe_error(error: BaseException) -> str:
+    """One line naming the problem: an NmtError's message, `PATH: reason` for an OSError."""
+    if isinstance(error, NmtError):
+        return _one_line(str(error))
+    if isinstance(error, OSError):
+        reason = error.strerror or str(error) or type(error).__name__
+        if error.filename is not None:
+            where = str(error.filename)
+            if error.filename2 is not None:
+                where += f" -> {error.filename2}"
+            return _one_line(f"{where}: {reason}")
+        return _one_line(reason)
+    return _one_line(f"{type(error).__name__}: {error}")
+
+
+def _usage_error(error: click.UsageError) -> click.exceptions.Exit:
+    """Print a usage error as one line (click's own format takes four) and exit 2."""
+    hint = f" (see '{error.ctx.command_path} --help')" if error.ctx is not None else ""
+    click.echo(f"nmt: error: {_one_line(error.format_message())}{hint}", err=True)
+    return click.exceptions.Exit(2)
+
+
 class _Group(click.Group):
-    """Turns user errors into one line on stderr and exit code 2 (`--debug` shows the trace)."""
+    """Every error is one line on stderr (`--debug` shows the traceback instead):
+
+    - user errors (NmtError, OSError, bad options): `nmt: error: ...`, exit code 2;
+    - anything else is a bug: `nmt: internal error: ...`, exit code 1;
+    - Ctrl-C: exit code 130; a closed stdout pipe (`| head`): click's quiet exit.
+    """
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as e:
+            if "--debug" in args:
+                raise
+            raise _usage_error(e) from None
 
     def invoke(self, ctx: click.Context):
+        debug = bool(ctx.params.get("debug"))
         try:
             return super().invoke(ctx)
-        except (NmtError, OSError) as e:
-            if ctx.params.get("debug"):
+        except (click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as e:
+            if debug:
                 raise
-            click.echo(f"nmt: error: {e}", err=True)
+            raise _usage_error(e) from None
+        except click.ClickException:
+            raise
+        except BrokenPipeError:
+            raise  # click exits quietly when the reader of stdout went away
+        except (NmtError, OSError) as e:
+            if debug:
+                raise
+            click.echo(f"nmt: error: {describe_error(e)}", err=True)
             ctx.exit(2)
         except KeyboardInterrupt:
             click.echo("nmt: interrupted", err=True)
             ctx.exit(130)
+        except Exception as e:
+            if debug:
+                raise
+            click.echo(
+                f"nmt: internal error: {describe_error(e)} (run `nmt --debug ...` for the "
+                "traceback and report it)",
+                err=True,
+            )
+            ctx.exit(1)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -34,10 +95,6 @@ class _Group(click.Group):
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
 def cli(debug: bool) -> None:
     """Train, evaluate, translate with and export LSTM translation models."""
-
-
-def main() -> None:  # pragma: no cover - console entry point alternative
-    sys.exit(cli())
 
 
 _CHECKPOINT_HELP = "Which weights: best (by dev BLEU), last, or a checkpoint path."
@@ -109,6 +166,8 @@ def translate_command(
         raise click.BadParameter(
             "expected comma-separated line numbers", param_hint="--plot-lines"
         ) from None
+    if any(n < 1 for n in lines):
+        raise click.BadParameter("line numbers start at 1", param_hint="--plot-lines")
     from nmt.translator import translate_file
 
     report = translate_file(
@@ -151,6 +210,8 @@ def _metric_list(metrics: str) -> tuple[str, ...]:
     from nmt.evaluation import METRICS
 
     names = tuple(m.strip().lower() for m in metrics.split(",") if m.strip())
+    if not names:
+        raise click.BadParameter("give at least one metric", param_hint="--metrics")
     for m in names:
         if m not in METRICS:
             raise click.BadParameter(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -145,6 +146,8 @@ class Config:
         for key, value in positive.items():
             if value <= 0:
                 raise ConfigError(f"{key} must be positive, got {value}")
+        if self.vocab.input_sentence_size < 0:
+            raise ConfigError("vocab.input_sentence_size must be 0 (all) or positive")
         if self.vocab.size < 8:
             raise ConfigError(f"vocab.size must be at least 8, got {self.vocab.size}")
         if not 0.0 < self.vocab.character_coverage <= 1.0:
@@ -217,6 +220,8 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, got {value!r}")
         return float(value)
     if annotation is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):

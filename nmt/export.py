@@ -393,7 +393,9 @@ def export_loaded(
         except NmtError:
             raise
         except Exception as e:
-            reason = (str(e).strip().splitlines() or [""])[0][:300]
+            from nmt.checkpoints import error_reason
+
+            reason = error_reason(e)
             raise NmtError(
                 f"{target}: export failed, nothing was written ({type(e).__name__}: {reason})"
             ) from e
@@ -425,7 +427,12 @@ def load_export(path: str | Path):
     path = Path(path)
     if not (path / "saved_model.pb").is_file():
         raise NmtError(f"{path}: no saved_model.pb (expected an exported version directory)")
-    return tf.saved_model.load(str(path))
+    try:
+        return tf.saved_model.load(str(path))
+    except (OSError, ValueError, tf.errors.OpError) as e:  # a damaged or partial export
+        from nmt.checkpoints import error_reason
+
+        raise NmtError(f"{path}: cannot load the export ({error_reason(e)})") from None
 
 
 def read_export_info(path: str | Path) -> dict[str, Any]:

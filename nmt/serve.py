@@ -792,7 +792,7 @@ class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = False  # server_close() waits for requests in flight
     block_on_close = True
 
-    def __init__(self, address, app: ModelServer, *, max_request_bytes: int, quiet: bool):
+    def __init__(self, address, app: ModelServer | None, *, max_request_bytes: int, quiet: bool):
         self.app = app
         self.max_request_bytes = int(max_request_bytes)
         self.quiet = quiet
@@ -821,14 +821,17 @@ class _HTTPServer(ThreadingHTTPServer):
 
 
 def make_http_server(
-    app: ModelServer,
+    app: ModelServer | None,
     host: str = "127.0.0.1",
     port: int = DEFAULT_PORT,
     *,
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     quiet: bool = False,
 ) -> _HTTPServer:
-    """An HTTP server for `app` bound to host:port (port 0 picks a free port)."""
+    """An HTTP server for `app` bound to host:port (port 0 picks a free port).
+
+    `app` may be None and set (`server.app = ...`) before `serve_forever`.
+    """
     if max_request_bytes < 1:
         raise NmtError(f"--max-request-bytes must be positive, got {max_request_bytes}")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -861,20 +864,23 @@ def serve(
 ) -> None:
     """Load the export and serve until SIGTERM or SIGINT, then shut down gracefully.
 
-    `ready(message)` is called once the server listens (the message has the URL).
+    `ready(message)` is called once the server listens (the message has the URL). The
+    address is bound before the model is loaded, so that a busy port or a bad host fails
+    at once; connections that arrive meanwhile wait in the listen queue.
     """
-    app = ModelServer(
-        export_base,
-        model_name,
-        max_batch_size=max_batch_size,
-        batch_timeout_ms=batch_timeout_ms,
-        all_versions=all_versions,
-    )
+    httpd = make_http_server(None, host, port, max_request_bytes=max_request_bytes, quiet=quiet)
     try:
-        httpd = make_http_server(app, host, port, max_request_bytes=max_request_bytes, quiet=quiet)
+        httpd.app = ModelServer(
+            export_base,
+            model_name,
+            max_batch_size=max_batch_size,
+            batch_timeout_ms=batch_timeout_ms,
+            all_versions=all_versions,
+        )
     except BaseException:
-        app.close()
+        httpd.server_close()
         raise
+    app = httpd.app
     stop = threading.Event()
 
     def on_signal(signum, frame):

@@ -431,6 +431,10 @@ def prepare_model_dir(config: Config, model_dir: PathLike, *, is_chief: bool = T
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+        # Set-up directories of runs killed before their rename (ours is renamed by now; a
+        # concurrent set-up of the same DIR could not rename onto it anyway).
+        for stale in model_dir.parent.glob(f".{model_dir.name}.setup-*"):
+            shutil.rmtree(stale, ignore_errors=True)
     elif is_chief:  # train/decode/data keys may change between runs
         _save_config_atomic(config, model_dir / constants.CONFIG_FILE)
     try:
@@ -823,8 +827,10 @@ class _Run:
         t = self.trainer
         checkpoints_dir = self.model_dir / ckpt.CHECKPOINTS_DIR
         if self.cluster.is_chief:
-            ckpt.remove_staging(checkpoints_dir)
-            ckpt.remove_staging(self.best_dir)
+            removed = ckpt.remove_leftovers(self.model_dir)
+            if removed:
+                names = ", ".join(str(p.relative_to(self.model_dir)) for p in removed)
+                self.log(f"removed what an interrupted write left behind: {names}")
         prefixes = ckpt.list_checkpoints(checkpoints_dir)
         data = loss_scale = True
         if prefixes and self.saved_config is not None:
@@ -875,17 +881,43 @@ class _Run:
         return self.writers
 
     def scalars(self, group: str, step: int, values: dict[str, float]) -> None:
-        writers = self._open_writers()
-        if not writers:
+        import tensorflow as tf
+
+        try:
+            writers = self._open_writers()
+            if not writers:
+                return
+            with writers[group].as_default(step=step):
+                for name, value in values.items():
+                    if value is not None and math.isfinite(value):
+                        tf.summary.write(
+                            name, tf.constant(value, tf.float32), metadata=_scalar_metadata()
+                        )
+        except tf.errors.OpError as e:
+            self._logs_failed(e)
+
+    def _logs_failed(self, error) -> None:
+        """TensorBoard logs are not essential: warn once and train on without them."""
+        reason = ckpt.error_reason(error)
+        self.log(
+            f"nmt: warning: cannot write TensorBoard logs to {self.model_dir / ckpt.LOGS_DIR} "
+            f"({reason}); training continues without them"
+        )
+        self.writers = {}  # not None: never reopened
+
+    def _flush_writers(self, close: bool = False) -> None:
+        if not self.writers:
             return
         import tensorflow as tf
 
-        with writers[group].as_default(step=step):
-            for name, value in values.items():
-                if value is not None and math.isfinite(value):
-                    tf.summary.write(
-                        name, tf.constant(value, tf.float32), metadata=_scalar_metadata()
-                    )
+        try:
+            for w in self.writers.values():
+                if close:
+                    w.close()
+                else:
+                    w.flush()
+        except tf.errors.OpError as e:
+            self._logs_failed(e)
 
     def flush_pending(self) -> list[tuple[float, float, float, float]]:
         """Read back the queued step outputs; NmtError when the loss went non-finite."""
@@ -947,9 +979,7 @@ class _Run:
         else:
             ckpt.delete_checkpoint(prefix)
         self.write_train_state()
-        if self.writers:
-            for w in self.writers.values():
-                w.flush()
+        self._flush_writers()
         return self.model_dir / ckpt.CHECKPOINTS_DIR / prefix.name
 
     def save_best(self, step: int) -> None:
@@ -1108,6 +1138,13 @@ class _Run:
                 stop_reason = stop
                 break
         self.flush_pending()
+        if (
+            t.has_dev
+            and stop_reason in ("max_steps", "max_minutes")
+            and step > start_step
+            and step % cfg.eval_every != 0
+        ):
+            self.validate(step)  # so that `best` also considers the final weights
         if saved_step != step:
             last_checkpoint = self.save(step)
             log(f"saved {last_checkpoint}")
@@ -1127,9 +1164,7 @@ class _Run:
         if self.train_cfg.eval_bleu and math.isfinite(best):
             result.best_bleu = best
         self.write_train_state(reason)
-        if self.writers:
-            for w in self.writers.values():
-                w.close()
+        self._flush_writers(close=True)
         if self.temp_dir is not None:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
         return result

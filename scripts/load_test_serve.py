@@ -4,14 +4,20 @@
     python scripts/load_test_serve.py --export-dir EXPORT_BASE [--clients 8] [--duration 10]
     python scripts/load_test_serve.py --url http://127.0.0.1:8501/v1/models/nmt [...]
 
-With --export-dir it starts `nmt serve` on 127.0.0.1 (a free port) and stops it afterwards;
-with --url it drives a running server, which must be on a loopback address (127.0.0.0/8,
-localhost or ::1): this script never sends traffic anywhere else. Each client keeps one
+With --export-dir it starts `nmt serve --host 127.0.0.1` (a free port) and stops it
+afterwards; with --url it drives a running server, which must be on a loopback address
+(127.0.0.0/8 or ::1): this script never sends traffic anywhere else. Each client keeps one
 HTTP connection and posts `{"instances": [...]}` requests of --strings strings (drawn from
 --input lines, or built-in sentences) until --duration seconds or --max-requests requests in
-total. Prints requests/s, strings/s, p50/p90/p99 latency, the error count and, from the
+total. Every answer is checked: HTTP 200 with one {"translation": string, "score": finite
+number} per string sent. With --malformed-every K, every Kth request of a client is a
+malformed one instead (bad JSON, wrong types, unknown signature or model, invalid ids,
+...), which must get a 4xx answer {"error": "..."} while the good requests keep working.
+
+Prints requests/s, strings/s, p50/p90/p99 latency of the good requests, the error count
+(failed requests, wrong answers, malformed requests not refused properly) and, from the
 server's /monitoring/prometheus/metrics, how many strings each model run took on average.
-Exit status 1 when any request failed.
+Exit status 1 when there was any error.
 """
 
 from __future__ import annotations
@@ -20,9 +26,11 @@ import argparse
 import http.client
 import ipaddress
 import json
+import math
 import os
 import random
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -44,16 +52,51 @@ SENTENCES = [
     "An old man reads a newspaper while his dog sleeps beside him on the floor.",
 ]
 
+# Requests a server must refuse with a 4xx {"error": ...}: (label, path suffix, body).
+# "" is the model's :predict path; "other" posts to a model that does not exist.
+MALFORMED: list[tuple[str, str, bytes]] = [
+    ("invalid JSON", "", b"{not json"),
+    ("empty body", "", b""),
+    ("JSON array", "", b"[1, 2]"),
+    ("invalid UTF-8", "", b'{"instances": ["\xff\xfe"]}'),
+    ("nested too deeply", "", b"[" * 100_000),
+    ("numbers for text", "", b'{"instances": [1, 2]}'),
+    ("string for list", "", b'{"instances": "a dog"}'),
+    ("wrong input name", "", b'{"inputs": {"txt": ["a dog"]}}'),
+    ("rows and columns", "", b'{"instances": ["a"], "inputs": ["a"]}'),
+    ("bad base64", "", b'{"instances": [{"b64": "!!!"}]}'),
+    ("unknown signature", "", b'{"signature_name": "nope", "instances": ["a dog"]}'),
+    (
+        "length beyond ids",
+        "",
+        b'{"signature_name": "translate_ids", "inputs": '
+        b'{"source_ids": [[5, 6]], "source_lengths": [3]}}',
+    ),
+    (
+        "negative length",
+        "",
+        b'{"signature_name": "translate_ids", "inputs": '
+        b'{"source_ids": [[5, 6]], "source_lengths": [-1]}}',
+    ),
+    (
+        "id beyond vocabulary",
+        "",
+        b'{"signature_name": "translate_ids", "inputs": '
+        b'{"source_ids": [[2000000000]], "source_lengths": [1]}}',
+    ),
+    ("unknown model", "other", b'{"instances": ["a dog"]}'),
+]
+
 
 def loopback_only(host: str) -> str:
-    if host == "localhost":
-        return host
     try:
         if ipaddress.ip_address(host.strip("[]")).is_loopback:
             return host
     except ValueError:
         pass
-    raise SystemExit(f"load_test_serve: refusing {host!r}: only loopback addresses are allowed")
+    raise SystemExit(
+        f"load_test_serve: refusing {host!r}: only loopback addresses (127.0.0.0/8, ::1)"
+    )
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -66,9 +109,10 @@ def percentile(sorted_values: list[float], q: float) -> float:
 def start_server(export_dir: str, extra: list[str]) -> tuple[subprocess.Popen, str]:
     nmt = Path(sys.executable).parent / "nmt"
     command = [str(nmt)] if nmt.exists() else [sys.executable, "-m", "nmt.cli"]
-    command += ["serve", "--export-dir", export_dir, "--host", "127.0.0.1", "--port", "0"]
+    command += ["serve", "--export-dir", export_dir, "--port", "0", "--quiet", *extra]
+    command += ["--host", "127.0.0.1"]  # last, so that it wins
     proc = subprocess.Popen(
-        command + ["--quiet", *extra],
+        command,
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
@@ -76,19 +120,64 @@ def start_server(export_dir: str, extra: list[str]) -> tuple[subprocess.Popen, s
     line = proc.stdout.readline()
     if " at http://" not in line:
         proc.kill()
+        proc.wait()
         raise SystemExit(f"load_test_serve: nmt serve did not start ({line.strip()!r})")
-    return proc, line.rsplit(" at ", 1)[1].strip()
+    url = line.rsplit(" at ", 1)[1].strip()
+    loopback_only(urlsplit(url).hostname or "")
+    return proc, url
+
+
+def check_predictions(status: int, payload: bytes, strings: int) -> str | None:
+    """None for a well-formed answer to `strings` strings, else what is wrong with it."""
+    if status != 200:
+        return f"HTTP {status}: {payload[:80]!r}"
+    try:
+        body = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return f"HTTP 200 but not JSON: {payload[:80]!r}"
+    predictions = body.get("predictions") if isinstance(body, dict) else None
+    if not isinstance(predictions, list) or len(predictions) != strings:
+        return f"HTTP 200 without {strings} predictions: {payload[:80]!r}"
+    for p in predictions:
+        if not (
+            isinstance(p, dict)
+            and set(p) == {"translation", "score"}
+            and isinstance(p["translation"], str)
+            and isinstance(p["score"], (int, float))
+            and not isinstance(p["score"], bool)
+            and math.isfinite(p["score"])
+        ):
+            return f"HTTP 200 with a malformed prediction: {json.dumps(p)[:80]}"
+    return None
+
+
+def check_refusal(status: int, payload: bytes) -> str | None:
+    """None for a 4xx {"error": "..."} answer, else what is wrong with it."""
+    try:
+        body = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        body = None
+    if not 400 <= status < 500:
+        return f"HTTP {status} (expected 4xx): {payload[:80]!r}"
+    if not (isinstance(body, dict) and set(body) == {"error"} and isinstance(body["error"], str)):
+        return f"HTTP {status} without an error object: {payload[:80]!r}"
+    return None
 
 
 class Client(threading.Thread):
-    def __init__(self, url, bodies, stop_at, budget, lock):
+    def __init__(self, url, bodies, stop_at, budget, lock, malformed_every=0):
         super().__init__(daemon=True)
         parts = urlsplit(url)
         self.host, self.port = parts.hostname, parts.port or 80
-        self.path = parts.path + ":predict"
+        self.model_path = parts.path
+        self.other_path = parts.path.rsplit("/", 1)[0] + "/other"
         self.bodies, self.stop_at, self.budget, self.lock = bodies, stop_at, budget, lock
+        self.malformed_every = malformed_every
         self.latencies: list[float] = []
         self.errors: dict[str, int] = {}
+        self.malformed_sent = 0
+        self.malformed_refused = 0
+        self.connection = None
 
     def _take(self) -> bool:
         with self.lock:
@@ -97,30 +186,59 @@ class Client(threading.Thread):
             self.budget[0] -= 1
             return True
 
+    def _error(self, key: str) -> None:
+        self.errors[key] = self.errors.get(key, 0) + 1
+
+    def _post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        if self.connection is None:
+            self.connection = http.client.HTTPConnection(self.host, self.port, timeout=120)
+        try:
+            self.connection.request(
+                "POST", path, body, headers={"Content-Type": "application/json"}
+            )
+            response = self.connection.getresponse()
+            return response.status, response.read()
+        except BaseException:
+            self.connection.close()
+            self.connection = None
+            raise
+
     def run(self):
         rng = random.Random(self.name)
-        connection = http.client.HTTPConnection(self.host, self.port, timeout=120)
-        while time.monotonic() < self.stop_at and self._take():
-            body = rng.choice(self.bodies)
-            start = time.perf_counter()
-            try:
-                connection.request(
-                    "POST", self.path, body, headers={"Content-Type": "application/json"}
-                )
-                response = connection.getresponse()
-                payload = response.read()
-                if response.status != 200:
-                    key = f"HTTP {response.status}: {payload[:80]!r}"
-                    self.errors[key] = self.errors.get(key, 0) + 1
+        sent = 0
+        try:
+            while time.monotonic() < self.stop_at and self._take():
+                sent += 1
+                if self.malformed_every and sent % self.malformed_every == 0:
+                    label, where, body = rng.choice(MALFORMED)
+                    path = (self.other_path if where == "other" else self.model_path) + ":predict"
+                    self.malformed_sent += 1
+                    try:
+                        status, payload = self._post(path, body)
+                    except (OSError, http.client.HTTPException) as e:
+                        self._error(f"malformed request ({label}): {type(e).__name__}")
+                        continue
+                    problem = check_refusal(status, payload)
+                    if problem:
+                        self._error(f"malformed request ({label}): {problem}")
+                    else:
+                        self.malformed_refused += 1
                     continue
-            except (OSError, http.client.HTTPException) as e:
-                key = type(e).__name__
-                self.errors[key] = self.errors.get(key, 0) + 1
-                connection.close()
-                connection = http.client.HTTPConnection(self.host, self.port, timeout=120)
-                continue
-            self.latencies.append(time.perf_counter() - start)
-        connection.close()
+                strings, body = rng.choice(self.bodies)
+                start = time.perf_counter()
+                try:
+                    status, payload = self._post(self.model_path + ":predict", body)
+                except (OSError, http.client.HTTPException) as e:
+                    self._error(type(e).__name__)
+                    continue
+                problem = check_predictions(status, payload, strings)
+                if problem:
+                    self._error(problem)
+                    continue
+                self.latencies.append(time.perf_counter() - start)
+        finally:
+            if self.connection is not None:
+                self.connection.close()
 
 
 def server_metrics(url: str) -> dict[str, float]:
@@ -147,6 +265,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-requests", type=int, default=100_000)
     parser.add_argument("--strings", type=int, default=1, help="strings per request")
     parser.add_argument("--input", help="text file whose lines are sent (default: built-in)")
+    parser.add_argument(
+        "--malformed-every",
+        type=int,
+        default=0,
+        metavar="K",
+        help="make every Kth request of each client a malformed one (0: none)",
+    )
     parser.add_argument("--serve-args", default="", help="extra `nmt serve` options")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
@@ -158,6 +283,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--max-requests must be in 1..{MAX_REQUESTS}")
     if args.strings < 1:
         parser.error("--strings must be positive")
+    if args.malformed_every < 0:
+        parser.error("--malformed-every must be >= 0")
+    serve_args = shlex.split(args.serve_args)
+    if any(a == "--host" or a.startswith("--host=") for a in serve_args):
+        parser.error("--serve-args: --host is not allowed (the server listens on 127.0.0.1)")
 
     lines = SENTENCES
     if args.input:
@@ -166,13 +296,16 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{args.input}: no non-empty lines")
     rng = random.Random(13)
     bodies = [
-        json.dumps({"instances": [rng.choice(lines) for _ in range(args.strings)]})
+        (
+            args.strings,
+            json.dumps({"instances": [rng.choice(lines) for _ in range(args.strings)]}).encode(),
+        )
         for _ in range(64)
     ]
 
     proc = None
     if args.export_dir:
-        proc, url = start_server(args.export_dir, args.serve_args.split())
+        proc, url = start_server(args.export_dir, serve_args)
     else:
         url = args.url.rstrip("/")
         loopback_only(urlsplit(url).hostname or "")
@@ -181,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         lock, budget = threading.Lock(), [args.max_requests]
         start = time.monotonic()
         clients = [
-            Client(url, bodies, start + args.duration, budget, lock) for _ in range(args.clients)
+            Client(url, bodies, start + args.duration, budget, lock, args.malformed_every)
+            for _ in range(args.clients)
         ]
         for c in clients:
             c.start()
@@ -189,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
             c.join()
         elapsed = time.monotonic() - start
         after = server_metrics(url)
+        alive = bool(after)
     finally:
         if proc is not None:
             proc.send_signal(signal.SIGTERM)
@@ -196,12 +331,15 @@ def main(argv: list[str] | None = None) -> int:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()
 
     latencies = sorted(x for c in clients for x in c.latencies)
     errors: dict[str, int] = {}
     for c in clients:
         for key, n in c.errors.items():
             errors[key] = errors.get(key, 0) + n
+    if not alive:
+        errors["server metrics unreachable after the run"] = 1
     runs = after.get("nmt_model_runs_total", 0) - before.get("nmt_model_runs_total", 0)
     strings = after.get("nmt_translated_strings_total", 0) - before.get(
         "nmt_translated_strings_total", 0
@@ -214,23 +352,32 @@ def main(argv: list[str] | None = None) -> int:
         "requests": len(latencies),
         "errors": sum(errors.values()),
         "error_kinds": errors,
+        "malformed_sent": sum(c.malformed_sent for c in clients),
+        "malformed_refused": sum(c.malformed_refused for c in clients),
         "requests_per_second": round(len(latencies) / elapsed, 2),
         "strings_per_second": round(len(latencies) * args.strings / elapsed, 2),
         "latency_ms": {
             q: round(1000 * percentile(latencies, float(q[1:])), 1) for q in ("p50", "p90", "p99")
         },
         "strings_per_model_run": round(strings / runs, 2) if runs else None,
+        "server_exit_code": None if proc is None else proc.returncode,
     }
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         lat = report["latency_ms"]
+        malformed = ""
+        if args.malformed_every:
+            malformed = (
+                f"; {report['malformed_refused']}/{report['malformed_sent']} malformed "
+                "requests refused properly"
+            )
         print(
             f"{report['requests']} requests ({report['errors']} errors) in {elapsed:.1f} s from "
             f"{args.clients} clients: {report['requests_per_second']} requests/s, "
             f"{report['strings_per_second']} strings/s; latency p50 {lat['p50']} ms, "
             f"p90 {lat['p90']} ms, p99 {lat['p99']} ms; "
-            f"strings per model run {report['strings_per_model_run']}"
+            f"strings per model run {report['strings_per_model_run']}{malformed}"
         )
         for key, n in errors.items():
             print(f"  {n} x {key}")
