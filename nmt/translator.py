@@ -6,6 +6,7 @@ export run, so the two give the same translations for the same model, beam and i
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import sys
@@ -28,14 +29,15 @@ class Hypothesis:
     score: float  # log-probability divided by the GNMT length penalty
     source_pieces: list[str] = field(default_factory=list)
     target_pieces: list[str] = field(default_factory=list)
-    attention: np.ndarray | None = None  # (target pieces + EOS, source pieces + EOS)
+    attention: np.ndarray | None = None  # (target pieces, source pieces + EOS)
+    length: int = 0  # number of target pieces, EOS excluded
 
     def alignment(self) -> str:
         """Hard alignment in Pharaoh format (`source-target` piece indices) from attention."""
         if self.attention is None or not self.target_pieces:
             return ""
         n_src = len(self.source_pieces)
-        weights = self.attention[: len(self.target_pieces), :n_src]  # drop EOS row/column
+        weights = self.attention[: len(self.target_pieces), :n_src]  # drop the EOS column
         if n_src == 0:
             return ""
         return " ".join(f"{int(s)}-{t}" for t, s in enumerate(weights.argmax(axis=-1)))
@@ -50,8 +52,12 @@ def make_search_fn(
     max_length_b: float,
     return_attention: bool = False,
 ) -> Callable:
-    """Build `fn(source_ids (B, S) int32, source_lengths (B,) int32, length_penalty ())`
-    -> search.SearchResult, graph-safe for `tf.function` with unknown shapes."""
+    """Build `fn(source_ids (B, S) int32, source_lengths (B,) int32, length_penalty: float)`
+    -> search.SearchResult, graph-safe for `tf.function` with unknown shapes.
+
+    `length_penalty` is a Python number, fixed when the function is traced (beam_search
+    takes it as a constant); the function needs no AutoGraph conversion.
+    """
     import tensorflow as tf
 
     from nmt import search
@@ -98,6 +104,10 @@ def make_search_fn(
     return fn
 
 
+def _print_warning(message: str) -> None:
+    print(f"nmt: warning: {message}", file=sys.stderr)
+
+
 class Translator:
     """Translates lists or streams of sentences with a loaded model.
 
@@ -106,25 +116,37 @@ class Translator:
     output; an input longer than `max_source_length` pieces is truncated with a warning.
     """
 
-    def __init__(self, model, vocab, decode_config: DecodeConfig | None = None, *, warn=None):
-        import sentencepiece as spm
-
+    def __init__(
+        self,
+        model,
+        vocab,
+        decode_config: DecodeConfig | None = None,
+        *,
+        warn: Callable[[str], None] | None = None,
+    ):
         self.model = model
         self.vocab = vocab
         self.decode_config = decode_config or DecodeConfig()
-        self._source_sp = spm.SentencePieceProcessor(model_file=str(vocab.source_model_path))
-        self._target_sp = spm.SentencePieceProcessor(model_file=str(vocab.target_model_path))
+        self._source_sp = vocab.processor("source")
+        self._target_sp = vocab.processor("target")
         self._fns: dict = {}
-        self._warn = warn or (lambda message: print(f"nmt: warning: {message}", file=sys.stderr))
+        self._warn = warn if warn is not None else _print_warning
 
     # === Graph functions ===
 
-    def _search_fn(self, beam_size: int, n_best: int, return_attention: bool):
-        key = (beam_size, n_best, return_attention)
+    def _search_fn(self, beam_size: int, n_best: int, return_attention: bool, alpha: float):
+        """The traced search for one setting: `fn(source_ids (B, S), source_lengths (B,))`.
+
+        Traced once per setting (unknown B and S). The length penalty is a Python constant
+        of the graph, as in the export, and AutoGraph is off: search and model code use
+        explicit graph control flow, and converting them took most of the start-up time.
+        """
+        alpha = float(alpha) if beam_size > 1 else 0.0  # greedy search has no penalty
+        key = (beam_size, n_best, return_attention, alpha)
         if key not in self._fns:
             import tensorflow as tf
 
-            fn = make_search_fn(
+            search = make_search_fn(
                 self.model,
                 beam_size=beam_size,
                 n_best=n_best,
@@ -132,26 +154,44 @@ class Translator:
                 max_length_b=self.decode_config.max_length_b,
                 return_attention=return_attention,
             )
+
+            def fn(source_ids, source_lengths):
+                return search(source_ids, source_lengths, alpha)
+
             self._fns[key] = tf.function(
                 fn,
                 input_signature=[
                     tf.TensorSpec([None, None], tf.int32),
                     tf.TensorSpec([None], tf.int32),
-                    tf.TensorSpec([], tf.float32),
                 ],
-                reduce_retracing=True,
+                autograph=False,
             )
         return self._fns[key]
 
+    def tracing_count(self) -> int:
+        """How many times the search functions were traced (one per setting used)."""
+        return sum(fn.experimental_get_tracing_count() for fn in self._fns.values())
+
     # === Text ===
 
-    def encode(self, line: str, line_number: int | None = None) -> list[int]:
-        """Source ids for one line (pieces + EOS), truncated to max_source_length pieces."""
+    def encode(
+        self, line: str, line_number: int | None = None, source: str | None = None
+    ) -> list[int]:
+        """Source ids for one line (pieces + EOS), truncated to max_source_length pieces.
+
+        A truncation is reported through `warn`, naming `source:line_number` when given.
+        """
         ids = self._source_sp.encode(line)
         limit = self.decode_config.max_source_length
         if len(ids) > limit:
-            where = f"line {line_number}" if line_number is not None else "an input"
-            self._warn(f"{where} has {len(ids)} pieces; translating its first {limit}")
+            if line_number is None:
+                where = "an input"
+            else:
+                where = f"{source}:{line_number}" if source else f"line {line_number}"
+            self._warn(
+                f"{where}: {len(ids)} pieces, translating only the first {limit} "
+                "(decode.max_source_length)"
+            )
             ids = ids[:limit]
         return ids + [constants.EOS_ID] if ids else []
 
@@ -183,9 +223,9 @@ class Translator:
         if length_penalty is None:
             length_penalty = self.decode_config.length_penalty
         n_best = min(n_best, beam_size)
-        fn = self._search_fn(beam_size, n_best, return_attention)
+        fn = self._search_fn(beam_size, n_best, return_attention, length_penalty)
         results: list[list[Hypothesis]] = [
-            [Hypothesis("", 0.0)] * n_best if not ids else [] for ids in encoded
+            [Hypothesis("", 0.0) for _ in range(n_best)] if not ids else [] for ids in encoded
         ]
         for batch in self._batches(encoded, self.decode_config.batch_tokens):
             width = max(len(encoded[i]) for i in batch)
@@ -193,9 +233,7 @@ class Translator:
             for row, i in enumerate(batch):
                 source[row, : len(encoded[i])] = encoded[i]
             lengths = np.array([len(encoded[i]) for i in batch], np.int32)
-            out = fn(
-                tf.constant(source), tf.constant(lengths), tf.constant(length_penalty, tf.float32)
-            )
+            out = fn(tf.constant(source), tf.constant(lengths))
             ids = out.ids.numpy()  # (B, n_best, T)
             out_lengths = out.lengths.numpy()  # (B, n_best)
             scores = out.scores.numpy()  # (B, n_best)
@@ -204,13 +242,16 @@ class Translator:
                 hyps = []
                 for k in range(n_best):
                     target = ids[row, k, : out_lengths[row, k]].tolist()
-                    hyp = Hypothesis(self._target_sp.decode(target), float(scores[row, k]))
+                    hyp = Hypothesis(
+                        self._target_sp.decode(target), float(scores[row, k]), length=len(target)
+                    )
                     if return_attention:
                         hyp.source_pieces = [
                             self._source_sp.id_to_piece(t) for t in encoded[i][:-1]
                         ]
                         hyp.target_pieces = [self._target_sp.id_to_piece(t) for t in target]
-                        hyp.attention = attention[row, k, : len(target) + 1, : lengths[row]]
+                        # search records no attention for the final EOS step
+                        hyp.attention = attention[row, k, : len(target), : lengths[row]]
                     hyps.append(hyp)
                 results[i] = hyps
         return results
@@ -250,7 +291,10 @@ def iter_text_lines(path: str | Path) -> Iterator[tuple[int, str]]:
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                raise DataError(f"{name}:{number}: invalid UTF-8 at byte {e.start}") from None
+                raise DataError(
+                    f"{name}:{number}: invalid UTF-8 (byte 0x{raw[e.start]:02x} at offset "
+                    f"{e.start} of the line)"
+                ) from None
             if text.endswith("\n"):
                 text = text[:-1]
             if text.endswith("\r"):
@@ -266,8 +310,13 @@ def check_utf8(path: str | Path) -> int:
     return sum(1 for _ in iter_text_lines(path))
 
 
+# What str.splitlines() splits on: \n \v \f \r \x1c \x1d \x1e \x85 \u2028 \u2029.
+_LINE_BREAKS = {ord(c): " " for c in "\n\v\f\r\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
 def _one_line(text: str) -> str:
-    return text.replace("\r", " ").replace("\n", " ")
+    """`text` with every character that some reader takes as a line break made a space."""
+    return text.translate(_LINE_BREAKS)
 
 
 def format_hypotheses(
@@ -294,6 +343,12 @@ class TranslateReport:
     output: str
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def translate_file(
     model_dir: str | Path,
     input_path: str,
@@ -313,16 +368,22 @@ def translate_file(
 ) -> TranslateReport:
     """Translate a file (or stdin) line by line into a file (or stdout), in input order.
 
-    The output file is written to a temporary file beside it and moved into place only when
-    every line is translated, so a failure leaves any previous file untouched.
+    An input file is checked for valid UTF-8 before the model is loaded. The output file is
+    written to a temporary file beside it and moved into place only when every line is
+    translated, so a failure leaves any previous file untouched. Output is UTF-8 whatever
+    the locale. Warnings (truncated lines, lines that cannot be plotted) go to stderr.
     """
     from nmt.checkpoints import load_model
 
     start = time.perf_counter()
-    if input_path != "-":
-        total = check_utf8(input_path)
-    else:
-        total = None
+    name = "<stdin>" if input_path == "-" else str(input_path)
+    total = check_utf8(input_path) if input_path != "-" else None
+    target = None if output_path == "-" else Path(output_path)
+    if target is not None:
+        if target.is_dir():
+            raise DataError(f"{target}: is a directory, expected an output file")
+        if not target.parent.is_dir():
+            raise DataError(f"{target.parent}: output directory not found")
     loaded = load_model(model_dir, checkpoint)
     decode = loaded.config.decode
     if batch_tokens:
@@ -330,25 +391,36 @@ def translate_file(
     beam_size = beam_size or decode.beam_size
     if n_best > beam_size:
         raise DataError(f"--n-best {n_best} cannot exceed the beam size {beam_size}")
-    plot_lines = set(plot_lines)
-    want_attention = alignments or bool(plot_dir and plot_lines)
-    translator = Translator(loaded.model, loaded.vocab, decode)
+    plot_lines = set(plot_lines) if plot_dir else set()
+    want_attention = alignments or bool(plot_lines)
+    progress_shown = False
 
-    if output_path == "-":
-        out, tmp_name = sys.stdout, None
+    def warn(message: str) -> None:
+        nonlocal progress_shown
+        if progress_shown:  # end the progress line first
+            print(file=sys.stderr)
+            progress_shown = False
+        print(f"nmt: warning: {message}", file=sys.stderr, flush=True)
+
+    translator = Translator(loaded.model, loaded.vocab, decode, warn=warn)
+
+    tmp_name = None
+    if target is None:
+        sys.stdout.flush()
+        stdout = getattr(sys.stdout, "buffer", None)
+        out = sys.stdout
+        if stdout is not None:  # UTF-8 bytes whatever the locale's encoding
+            out = io.TextIOWrapper(stdout, encoding="utf-8", newline="\n")
     else:
-        target = Path(output_path)
-        if target.is_dir():
-            raise DataError(f"{target}: is a directory, expected an output file")
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
         out = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
     done = 0
     try:
         chunk: list[tuple[int, str]] = []
 
         def flush():
-            nonlocal done
-            encoded = [translator.encode(text, number) for number, text in chunk]
+            nonlocal done, progress_shown
+            encoded = [translator.encode(text, number, name) for number, text in chunk]
             hyps = translator.translate_encoded(
                 encoded,
                 beam_size=beam_size,
@@ -361,8 +433,13 @@ def translate_file(
                     number - 1, h, n_best=n_best, with_scores=with_scores, alignments=alignments
                 ):
                     out.write(line + "\n")
-                if plot_dir and number in plot_lines:
-                    plot_attention(h[0], Path(plot_dir) / f"attention_line{number}.png")
+                if number in plot_lines:
+                    if h[0].attention is None:
+                        warn(f"{name}:{number}: empty line, no attention plot")
+                    elif not h[0].target_pieces:
+                        warn(f"{name}:{number}: empty translation, no attention plot")
+                    else:
+                        plot_attention(h[0], Path(plot_dir) / f"attention_line{number}.png")
             out.flush()
             done += len(chunk)
             if progress:
@@ -374,6 +451,7 @@ def translate_file(
                     file=sys.stderr,
                     flush=True,
                 )
+                progress_shown = True
             chunk.clear()
 
         for number, text in iter_text_lines(input_path):
@@ -382,21 +460,36 @@ def translate_file(
                 flush()
         if chunk:
             flush()
-        if progress:
+        if progress_shown:
             print(file=sys.stderr)
+            progress_shown = False
+        missing = sorted(n for n in plot_lines if n > done)
+        if missing:
+            warn(f"{name} has {done} lines: nothing to plot for line(s) {missing}")
         if tmp_name is not None:
             out.close()
-            os.replace(tmp_name, output_path)
+            existing = target.stat().st_mode & 0o7777 if target.exists() else None
+            os.chmod(tmp_name, existing if existing is not None else 0o666 & ~_umask())
+            os.replace(tmp_name, target)
             tmp_name = None
     finally:
         if tmp_name is not None:
             out.close()
             Path(tmp_name).unlink(missing_ok=True)
+        elif target is None and out is not sys.stdout:
+            out.flush()
+            out.detach()  # leave sys.stdout's buffer open
     return TranslateReport(done, time.perf_counter() - start, output_path)
 
 
+_MAX_PLOT_INCHES = 60  # at 100 dpi: at most 6000 x 6000 pixels for very long lines
+
+
 def plot_attention(hyp: Hypothesis, path: str | Path) -> Path:
-    """Write a PNG heatmap of target x source attention for one hypothesis."""
+    """Write a PNG heatmap of target x source attention for one hypothesis.
+
+    Rows are the target pieces, columns the source pieces and the source EOS.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -404,12 +497,14 @@ def plot_attention(hyp: Hypothesis, path: str | Path) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if hyp.attention is None:
-        raise ValueError("hypothesis has no attention weights")
+    if hyp.attention is None or not hyp.target_pieces:
+        raise ValueError("hypothesis has no attention weights or no target pieces")
     src = hyp.source_pieces + [constants.EOS_PIECE]
-    tgt = hyp.target_pieces + [constants.EOS_PIECE]
+    tgt = hyp.target_pieces
     weights = hyp.attention[: len(tgt), : len(src)]
-    fig, ax = plt.subplots(figsize=(max(4, 0.45 * len(src) + 2), max(3, 0.4 * len(tgt) + 1.5)))
+    width = min(_MAX_PLOT_INCHES, max(4, 0.45 * len(src) + 2))
+    height = min(_MAX_PLOT_INCHES, max(3, 0.4 * len(tgt) + 1.5))
+    fig, ax = plt.subplots(figsize=(width, height))
     ax.imshow(weights, cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto")
     ax.set_xticks(range(len(src)), src, rotation=90)
     ax.set_yticks(range(len(tgt)), tgt)

@@ -1,0 +1,320 @@
+"""nmt.translator: Translator (batching, order, truncation, n-best, attention), text file
+reading, output formatting and attention plots, on a tiny model that memorised 20 pairs.
+
+`make_memorised_model` trains that model once per test session (about 5 s) and is shared with
+tests/integration/test_translate_cli.py.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nmt.errors import DataError
+from tests.unit.test_training import TINY, write_corpus
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MAX_SOURCE_LENGTH = 48  # decode.max_source_length of the memorised model
+
+
+@dataclass(frozen=True)
+class Memorised:
+    model_dir: Path
+    sources: list[str]  # the 20 training sources
+    references: list[str]  # their targets (the digits reversed)
+
+
+def make_memorised_model(root: Path) -> Memorised:
+    """ROOT/nmt-memorised/model: configs/tiny.yaml widened to 32 units, trained 300 steps on
+    20 digit-reversal pairs until greedy dev BLEU is 100. Checkpoints at steps 100, 200, 300;
+    best/ holds step 200 (the first evaluation at BLEU 100; step 300 does not improve on it).
+    Made once and reused: tests only read it."""
+    from nmt.config import load_config
+    from nmt.training import train
+
+    home = root / "nmt-memorised"
+    src, tgt = home / "data" / "train.src", home / "data" / "train.tgt"
+    model_dir, done = home / "model", home / "ready"
+    if not done.exists():
+        write_corpus(home / "data")
+        config = load_config(
+            TINY,
+            [
+                f"data.train_source={src}",
+                f"data.train_target={tgt}",
+                f"data.dev_source={src}",
+                f"data.dev_target={tgt}",
+                "model.units=32",
+                "model.embedding_dim=16",
+                "train.learning_rate=0.02",
+                "train.max_steps=300",
+                "train.checkpoint_every=100",
+                "train.eval_every=200",
+                "train.log_every=1000",
+                f"decode.max_source_length={MAX_SOURCE_LENGTH}",
+            ],
+        )
+        result = train(config, model_dir, log=lambda message: None)
+        assert result.best_bleu == pytest.approx(100.0) and result.best_step == 200, result
+        done.write_text("ok\n")
+    read = lambda p: p.read_text(encoding="utf-8").splitlines()  # noqa: E731
+    return Memorised(model_dir, read(src), read(tgt))
+
+
+@pytest.fixture(scope="session")
+def memorised(tmp_path_factory) -> Memorised:
+    return make_memorised_model(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="session")
+def loaded(memorised):
+    from nmt.checkpoints import load_model
+
+    return load_model(memorised.model_dir)
+
+
+class Warnings(list):
+    def __call__(self, message: str) -> None:
+        self.append(message)
+
+
+def make_translator(loaded, **decode):
+    import dataclasses
+
+    from nmt.translator import Translator
+
+    warnings = Warnings()
+    config = dataclasses.replace(loaded.config.decode, **decode)
+    return Translator(loaded.model, loaded.vocab, config, warn=warnings), warnings
+
+
+@pytest.fixture(scope="session")
+def translator(loaded):
+    return make_translator(loaded)[0]
+
+
+def random_digits(n: int, seed: int, lengths=(1, 12)) -> list[str]:
+    rng = random.Random(seed)
+    return [
+        " ".join(str(rng.randint(0, 9)) for _ in range(rng.randint(*lengths))) for _ in range(n)
+    ]
+
+
+# === The model ===
+
+
+def test_memorised_pairs_translate_exactly(memorised, translator):
+    assert translator.translate(memorised.sources) == memorised.references  # config beam 2
+    assert translator.translate(memorised.sources, beam_size=1) == memorised.references
+    assert translator.translate(memorised.sources, beam_size=4) == memorised.references
+
+
+def reference_greedy(loaded, line: str) -> tuple[list[int], float]:
+    """Greedy decoding as a plain eager loop over model.step: (target ids, log-probability)."""
+    import tensorflow as tf
+
+    from nmt import constants
+
+    decode = loaded.config.decode
+    sp = loaded.vocab.processor("source")
+    ids = sp.encode(line)[:MAX_SOURCE_LENGTH] + [constants.EOS_ID]
+    model = loaded.model
+    memory, mask, state = model.encode(tf.constant([ids], tf.int32), training=False)
+    bundle = model.prepare_memory(memory, mask)
+    max_length = int(np.floor(decode.max_length_a + decode.max_length_b * len(ids)))
+    token, out, total = constants.BOS_ID, [], 0.0
+    for step in range(max_length + 1):
+        logits, state, _ = model.step(tf.constant([token], tf.int32), state, bundle)
+        log_probs = tf.nn.log_softmax(tf.cast(logits[0], tf.float32)).numpy()  # (V,)
+        token = constants.EOS_ID if step == max_length else int(log_probs.argmax())
+        total += float(log_probs[token])
+        if token == constants.EOS_ID:
+            break
+        out.append(token)
+    return out, total
+
+
+def test_greedy_search_equals_a_plain_argmax_loop(loaded, translator):
+    lines = ["1 2 3", "9 8 7 6 5 4 3 2 1 0 9", "4", "0 0 0 0"]
+    hyps = translator.translate_hypotheses(lines, beam_size=1)
+    sp = loaded.vocab.processor("target")
+    for line, (hyp,) in zip(lines, hyps, strict=True):
+        ids, log_prob = reference_greedy(loaded, line)
+        assert hyp.text == sp.decode(ids) and hyp.length == len(ids)
+        assert hyp.score == pytest.approx(log_prob, abs=1e-4)
+
+
+# === Batching and order ===
+
+
+def test_order_restored_after_length_sorting(loaded, translator):
+    lines = random_digits(40, seed=3)
+    assert len({len(line) for line in lines}) > 10  # random length order
+    together = translator.translate_hypotheses(lines)
+    alone = [translator.translate_hypotheses([line])[0] for line in lines]
+    assert [h[0].text for h in together] == [h[0].text for h in alone]
+    np.testing.assert_allclose(
+        [h[0].score for h in together], [h[0].score for h in alone], atol=1e-4
+    )
+
+
+def test_small_batch_tokens_gives_the_same_translations(loaded):
+    lines = random_digits(60, seed=4) + ["", "  "]
+    small, _ = make_translator(loaded, batch_tokens=10)
+    large, _ = make_translator(loaded, batch_tokens=100_000)
+    encoded = [small.encode(line) for line in lines]
+    assert len(list(small._batches(encoded, 10))) >= 30  # many batches
+    assert len(list(large._batches(encoded, 100_000))) == 1
+    a = small.translate_hypotheses(lines, beam_size=3, n_best=2)
+    b = large.translate_hypotheses(lines, beam_size=3, n_best=2)
+    assert [[h.text for h in x] for x in a] == [[h.text for h in x] for x in b]
+    np.testing.assert_allclose(
+        [[h.score for h in x] for x in a], [[h.score for h in x] for x in b], atol=1e-4
+    )
+    assert small.tracing_count() == 1  # one trace for all batch shapes
+
+
+def test_batches_cover_each_input_once_within_the_token_budget(translator):
+    encoded = [[5] * n + [3] if n else [] for n in (3, 0, 9, 1, 4, 4, 12, 0, 2)]
+    batches = list(translator._batches(encoded, 16))
+    flat = [i for batch in batches for i in batch]
+    assert sorted(flat) == [i for i, ids in enumerate(encoded) if ids]
+    for batch in batches:
+        width = max(len(encoded[i]) for i in batch)
+        assert len(batch) == 1 or len(batch) * width <= 16
+
+
+def test_blank_inputs_give_empty_outputs(memorised, translator):
+    lines = ["", "   ", "\t", memorised.sources[0]]
+    hyps = translator.translate_hypotheses(lines, beam_size=3, n_best=3)
+    assert [[h.text for h in x] for x in hyps[:3]] == [["", "", ""]] * 3
+    assert hyps[3][0].text == memorised.references[0] and len(hyps[3]) == 3
+    hyps[0][0].text = "changed"  # each empty hypothesis is its own object
+    assert hyps[0][1].text == "" and hyps[1][0].text == ""
+
+
+def test_long_input_is_truncated_with_a_warning(memorised, loaded):
+    translator, warnings = make_translator(loaded)
+    line = " ".join(["1 2 3"] * 100)
+    ids = translator.encode(line, 7, "in.txt")
+    assert len(ids) == MAX_SOURCE_LENGTH + 1 and ids[-1] == 3  # EOS
+    assert len(warnings) == 1 and warnings[0].startswith("in.txt:7: ")
+    assert f"translating only the first {MAX_SOURCE_LENGTH}" in warnings[0]
+    assert "decode.max_source_length" in warnings[0]
+    out = translator.translate([line, memorised.sources[1]])
+    assert len(out) == 2 and out[0] and out[1] == memorised.references[1]
+    assert len(warnings) == 2 and warnings[1].startswith("an input: ")
+
+
+def test_n_best_is_sorted_and_starts_with_the_best(memorised, translator):
+    lines = memorised.sources[:5] + random_digits(5, seed=5)
+    hyps = translator.translate_hypotheses(lines, beam_size=4, n_best=4)
+    best = translator.translate(lines, beam_size=4)
+    for x, text in zip(hyps, best, strict=True):
+        scores = [h.score for h in x]
+        assert len(x) == 4 and scores == sorted(scores, reverse=True)
+        assert x[0].text == text
+
+
+def test_attention_and_alignment_shapes(loaded, translator):
+    sp = loaded.vocab.processor("source")
+    lines = ["1 2 3 4", "9 8"]
+    hyps = translator.translate_hypotheses(lines, return_attention=True)
+    for line, (hyp,) in zip(lines, hyps, strict=True):
+        assert hyp.source_pieces == sp.encode(line, out_type=str)
+        assert len(hyp.target_pieces) == hyp.length > 0
+        assert hyp.attention.shape == (hyp.length, len(hyp.source_pieces) + 1)
+        np.testing.assert_allclose(hyp.attention.sum(axis=-1), 1.0, atol=1e-5)
+        pairs = [tuple(map(int, p.split("-"))) for p in hyp.alignment().split()]
+        assert [t for _, t in pairs] == list(range(hyp.length))
+        assert all(0 <= s < len(hyp.source_pieces) for s, _ in pairs)
+
+
+def test_alignment_from_attention():
+    from nmt.translator import Hypothesis
+
+    attention = np.array([[0.1, 0.7, 0.2], [0.5, 0.1, 0.4], [0.0, 0.1, 0.9]])  # EOS column 2
+    hyp = Hypothesis("x y z", -1.0, ["a", "b"], ["x", "y", "z"], attention, 3)
+    assert hyp.alignment() == "1-0 0-1 1-2"  # the EOS column is never aligned to
+    assert Hypothesis("", 0.0).alignment() == ""
+
+
+# === Files and formatting ===
+
+
+def write_bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def test_iter_text_lines_splits_on_newline_only(tmp_path):
+    from nmt.translator import iter_text_lines
+
+    data = "a\r\n\nb\fc\u2028d\x85e\x00f\u2029\x1c\v g\r\nשלום 😀\nlast".encode()
+    lines = list(iter_text_lines(write_bytes(tmp_path / "in.txt", data)))
+    assert lines == [
+        (1, "a"),
+        (2, ""),
+        (3, "b\fc\u2028d\x85e\x00f\u2029\x1c\v g"),
+        (4, "שלום 😀"),
+        (5, "last"),
+    ]
+    assert list(iter_text_lines(write_bytes(tmp_path / "empty.txt", b""))) == []
+
+
+def test_iter_text_lines_errors_name_file_and_line(tmp_path):
+    from nmt.translator import check_utf8, iter_text_lines
+
+    bad = write_bytes(tmp_path / "bad.txt", b"ok\nfine\nab\xffcd\n")
+    with pytest.raises(DataError) as e:
+        check_utf8(bad)
+    assert str(e.value) == f"{bad}:3: invalid UTF-8 (byte 0xff at offset 2 of the line)"
+    with pytest.raises(DataError, match="nope.txt: file not found"):
+        list(iter_text_lines(tmp_path / "nope.txt"))
+    with pytest.raises(DataError, match="is a directory"):
+        list(iter_text_lines(tmp_path))
+
+
+def test_iter_text_lines_reads_stdin(monkeypatch):
+    from nmt.translator import iter_text_lines
+
+    stdin = io.TextIOWrapper(io.BytesIO("x\r\ny\xff".encode("latin-1")), encoding="utf-8")
+    monkeypatch.setattr("sys.stdin", stdin)
+    with pytest.raises(DataError, match=r"^<stdin>:2: invalid UTF-8"):
+        list(iter_text_lines("-"))
+
+
+def test_format_hypotheses():
+    from nmt.translator import Hypothesis, format_hypotheses
+
+    attention = np.eye(3)[:2]  # 2 target pieces, 2 source pieces + EOS
+    a = Hypothesis("x\u2028y\r\nz\x85", -0.5, ["a", "b"], ["x", "y"], attention, 2)
+    b = Hypothesis("w", -1.25, ["a", "b"], ["w"], attention[:1], 1)
+    one = dict(n_best=1, with_scores=False, alignments=False)
+    assert format_hypotheses(4, [a, b], **one) == ["x y  z "]
+    assert format_hypotheses(4, [a], **{**one, "with_scores": True}) == ["x y  z  ||| -0.500000"]
+    assert format_hypotheses(4, [a], **{**one, "alignments": True}) == ["x y  z  ||| 0-0 1-1"]
+    assert format_hypotheses(4, [a, b], n_best=2, with_scores=False, alignments=True) == [
+        "4 ||| x y  z  ||| -0.500000 ||| 0-0 1-1",
+        "4 ||| w ||| -1.250000 ||| 0-0",
+    ]
+    for line in format_hypotheses(0, [a], **one):
+        assert line.splitlines() == [line]
+
+
+def test_plot_attention_writes_a_png(tmp_path, translator):
+    from nmt.translator import Hypothesis, plot_attention
+
+    (hyp,) = translator.translate_hypotheses(["3 1 4 1 5"], return_attention=True)[0]
+    path = plot_attention(hyp, tmp_path / "sub" / "a.png")
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert width > 0 and height > 0
+    with pytest.raises(ValueError, match="no attention"):
+        plot_attention(Hypothesis("", 0.0), tmp_path / "b.png")
