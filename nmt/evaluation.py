@@ -104,7 +104,30 @@ def evaluate_model(
         )
     loaded = load_model(model_dir, checkpoint)
     translator = Translator(loaded.model, loaded.vocab, loaded.config.decode)
-    hyps = translator.translate(sources, beam_size=beam_size, length_penalty=length_penalty)
+    encoded = [translator.encode(line, n, str(source_path)) for n, line in enumerate(sources, 1)]
+    hyps = [
+        h[0].text
+        for h in translator.translate_encoded(
+            encoded, beam_size=beam_size, length_penalty=length_penalty
+        )
+    ]
     if hypothesis_path is not None:
-        Path(hypothesis_path).write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
+        _write_atomic(Path(hypothesis_path), "".join(h + "\n" for h in hyps))
     return [score(hyps, refs, m) for m in metrics]
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write beside the target, then rename: a failure leaves any previous file as it was."""
+    import os
+    import tempfile
+
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise DataError(f"{path}: cannot write ({e.strerror or e}); it is unchanged") from e

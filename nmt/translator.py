@@ -6,6 +6,7 @@ export run, so the two give the same translations for the same model, beam and i
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
@@ -220,6 +221,10 @@ class Translator:
         import tensorflow as tf
 
         beam_size = beam_size or self.decode_config.beam_size
+        if beam_size > self.vocab.target_size:
+            raise DataError(
+                f"beam size {beam_size} exceeds the target vocabulary size {self.vocab.target_size}"
+            )
         if length_penalty is None:
             length_penalty = self.decode_config.length_penalty
         n_best = min(n_best, beam_size)
@@ -472,9 +477,17 @@ def translate_file(
             os.chmod(tmp_name, existing if existing is not None else 0o666 & ~_umask())
             os.replace(tmp_name, target)
             tmp_name = None
+    except OSError as e:
+        if target is None:
+            raise
+        reason = e.strerror or str(e)
+        raise DataError(
+            f"{target}: cannot write the translation ({reason}); it is unchanged"
+        ) from e
     finally:
         if tmp_name is not None:
-            out.close()
+            with contextlib.suppress(OSError):
+                out.close()
             Path(tmp_name).unlink(missing_ok=True)
         elif target is None and out is not sys.stdout:
             out.flush()

@@ -267,12 +267,6 @@ def test_translation_output_hits_file_too_large_and_keeps_the_old_output(tiny, t
     assert output.read_bytes() == b"the previous good output\n"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nmt/translator.py (not ours): after a write error translate_file's `finally` "
-    "calls out.close(), which raises again, so the temporary file is not removed; and the "
-    "message does not name the output file. Changes requested in the robustness report.",
-)
 def test_translation_write_error_names_the_file_and_leaves_no_temporary(tiny, tmp_path):
     source = tmp_path / "in.txt"
     source.write_text("ein Hund\n" * 1000, encoding="utf-8")
