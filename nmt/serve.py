@@ -725,6 +725,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             body = self._read_body() if method in ("POST", "PUT") else b""
             self._route(method, urlsplit(self.path).path, body)
+        except (BrokenPipeError, ConnectionResetError):  # the client went away: nothing to send
+            self.close_connection = True
         except ServingError as e:
             self._error(e.status, e.message)
         except Exception as e:  # a bug: answer 500, keep serving
