@@ -292,6 +292,18 @@ def _write_extras(extra: Path, model_dir: Path | None, loaded, decode) -> None:
     (extra / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
 
+def _version_dir(base: Path, version: int | None, overwrite: bool) -> tuple[int, Path]:
+    """(N, BASE/N) for `version` or the next free integer; refuses an existing one."""
+    number = int(version) if version is not None else next_version(base)
+    target = base / str(number)
+    if target.exists() and not overwrite:
+        raise NmtError(
+            f"{target}: version {number} already exists; pass --overwrite to replace it "
+            "or choose another --version"
+        )
+    return number, target
+
+
 def export_model(
     model_dir: str | Path,
     export_base: str | Path,
@@ -317,13 +329,7 @@ def export_model(
         raise NmtError(f"--beam must be a positive integer, got {beam_size}")
     if length_penalty is not None and length_penalty < 0:
         raise NmtError(f"--length-penalty must be >= 0, got {length_penalty}")
-    number = int(version) if version is not None else next_version(base)
-    target = base / str(number)
-    if target.exists() and not overwrite:
-        raise NmtError(
-            f"{target}: version {number} already exists; pass --overwrite to replace it "
-            "or choose another --version"
-        )
+    number, target = _version_dir(base, version, overwrite)
 
     from nmt.checkpoints import load_model
 
@@ -352,13 +358,7 @@ def export_loaded(
     """Export an already loaded model (`checkpoints.LoadedModel`: config, vocab, model, step,
     checkpoint_path) as EXPORT_BASE/N; see `export_model`."""
     base = Path(export_base)
-    number = int(version) if version is not None else next_version(base)
-    target = base / str(number)
-    if target.exists() and not overwrite:
-        raise NmtError(
-            f"{target}: version {number} already exists; pass --overwrite to replace it "
-            "or choose another --version"
-        )
+    number, target = _version_dir(base, version, overwrite)
     decode = dataclasses.replace(loaded.config.decode)
     decode.beam_size = int(beam_size or decode.beam_size)
     if length_penalty is not None:

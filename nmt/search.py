@@ -171,6 +171,14 @@ def _max_lengths(max_lengths: Any, batch: tf.Tensor) -> tuple[tf.Tensor, tf.Tens
 # ----------------------------------------------------------------------------- greedy
 
 
+def _running(v, longest):
+    """Loop condition: always take step 0, then go on while a hypothesis is unfinished."""
+    return tf.logical_or(
+        tf.equal(v["step"], 0),
+        tf.logical_and(v["step"] <= longest, tf.logical_not(tf.reduce_all(v["finished"]))),
+    )
+
+
 def greedy_search(
     step_fn: StepFn,
     initial_state: Any,
@@ -205,10 +213,7 @@ def greedy_search(
         loop["history"] = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
 
     def cond(v):
-        return tf.logical_or(
-            tf.equal(v["step"], 0),
-            tf.logical_and(v["step"] <= longest, tf.logical_not(tf.reduce_all(v["finished"]))),
-        )
+        return _running(v, longest)
 
     def body(v):
         step = v["step"]
@@ -329,10 +334,7 @@ def beam_search(
         loop["history"] = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
 
     def cond(v):
-        return tf.logical_or(
-            tf.equal(v["step"], 0),
-            tf.logical_and(v["step"] <= longest, tf.logical_not(tf.reduce_all(v["finished"]))),
-        )
+        return _running(v, longest)
 
     def body(v):
         step = v["step"]
