@@ -819,6 +819,9 @@ class _Run:
         self.pending: list = []  # step outputs not yet read back (avoids a sync every step)
         self.window_tokens, self.window_steps = 0.0, 0  # for tokens/s between log lines
         self.paused = 0.0  # seconds spent validating and saving within the current window
+        # Wall seconds of training (validation included) before this invocation, and when this
+        # invocation's loop started: evaluations record the cumulative figure (train_seconds).
+        self.seconds_before, self.loop_start = 0.0, None
 
     # ---- resume
 
@@ -957,11 +960,21 @@ class _Run:
             "plateau_evaluations_without_gain": int(s.plateau_bad.numpy()),
             "learning_rate_factor": float(s.lr_factor.numpy()),
             "evaluations": self.history,
+            "train_seconds": round(self.train_seconds(), 3),
             "stop_reason": stop_reason,
             "precision": self.precision,
             "replicas": self.cluster.num_replicas,
             "nmt_version": __version__,
         }
+
+    def train_seconds(self) -> float:
+        """Cumulative wall seconds of the training loop, over all runs of this model dir.
+
+        Across a resume the figure continues from the one written with the restored
+        checkpoint's train state (approximate when an older checkpoint had to be used)."""
+        if self.loop_start is None:
+            return self.seconds_before
+        return self.seconds_before + time.perf_counter() - self.loop_start
 
     def write_train_state(self, stop_reason: Optional[str] = None) -> None:
         if self.cluster.is_chief:
@@ -1015,7 +1028,13 @@ class _Run:
                     f"step {step}: no gain in {cfg.plateau_patience} evaluations; "
                     f"learning rate x {cfg.decay_rate}"
                 )
-        entry = {"step": step, **result, "best": gain, "seconds": time.perf_counter() - start}
+        entry = {
+            "step": step,
+            **result,
+            "best": gain,
+            "seconds": time.perf_counter() - start,
+            "train_seconds": round(self.train_seconds(), 3),
+        }
         self.history.append(entry)
         self.evaluations.append(entry)
         bleu = f" bleu {result['bleu']:.2f}" if "bleu" in result else ""
@@ -1049,6 +1068,7 @@ class _Run:
         # Keep the evaluation history up to the restored step.
         earlier = previous.get("evaluations", [])
         self.history = [e for e in earlier if e.get("step", 0) <= start_step]
+        self.seconds_before = float(previous.get("train_seconds", 0.0) or 0.0)
         last_checkpoint = (
             self.model_dir / ckpt.CHECKPOINTS_DIR / restored.name if restored else None
         )
@@ -1077,6 +1097,7 @@ class _Run:
             return self._finish(result, start_step, "already_done")
 
         start = time.perf_counter()
+        self.loop_start = start
         deadline = start + cfg.max_minutes * 60 if cfg.max_minutes else None
         window_start = start
         step = start_step

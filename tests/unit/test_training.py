@@ -205,6 +205,8 @@ def test_train_writes_a_model_directory(straight):
     assert ckpt.list_checkpoints(model_dir / "best")  # the first evaluation is always a gain
     state = json.loads((model_dir / "train_state.json").read_text())
     assert state["step"] == 8 and [e["step"] for e in state["evaluations"]] == [4, 8]
+    seconds = [e["train_seconds"] for e in state["evaluations"]]
+    assert 0 < seconds[0] < seconds[1] <= state["train_seconds"]  # cumulative wall time
     text = log.text()
     assert "tok/s" in text and "eta" in text and "dropped 0 too long" in text
     train_events, dev_events = _events(model_dir / "logs/train"), _events(model_dir / "logs/dev")
@@ -237,6 +239,10 @@ def test_resume_after_corrupt_newest_checkpoint_is_exact(straight, tmp_path):
     assert "ckpt-8: corrupt or truncated checkpoint" in log.text()
     assert "trying the previous one" in log.text()
     assert resumed.start_step == 4 and resumed.step == 8
+    before = json.loads((model_dir / "train_state.json").read_text())["train_seconds"]
+    after = json.loads((copy / "train_state.json").read_text())
+    # the wall-time record continues from the saved figure instead of restarting at zero
+    assert after["evaluations"][-1]["train_seconds"] > before
     np.testing.assert_allclose(resumed.losses, result.losses[4:], rtol=1e-6)
     a = ckpt.load_model(model_dir, "last").model.get_weights()
     b = ckpt.load_model(copy, "last").model.get_weights()
