@@ -1,5 +1,7 @@
 """Config loading: typed sections, unknown keys with suggestions, overrides, round-trip."""
 
+from pathlib import Path
+
 import pytest
 
 from nmt import config as cfg
@@ -71,3 +73,26 @@ def test_save_load_round_trip(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         cfg.load_config(tmp_path / "nope.yaml")
+
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_load(path):
+    cfg.load_config(path)
+
+
+def test_multi30k_en_fr_is_the_en_de_recipe_with_other_files():
+    import dataclasses
+
+    de, fr = (cfg.load_config(CONFIGS / f"multi30k_en_{t}.yaml") for t in ("de", "fr"))
+    for section in ("vocab", "model", "train", "decode"):
+        assert getattr(de, section) == getattr(fr, section), section
+    differ = {
+        f.name
+        for f in dataclasses.fields(de.data)
+        if getattr(de.data, f.name) != getattr(fr.data, f.name)
+    }
+    assert differ == {"train_target", "dev_target"}
+    assert fr.data.train_target.endswith("train.fr") and de.data.dev_target.endswith("val.de")
