@@ -51,7 +51,12 @@ Inference. `infer_peer` runs `onmt-main ... infer` with `params.beam_width` set 
 value is 4; `SequenceToSequence.auto_config`), `infer.batch_size` 32 examples and
 `length_bucket_width` 5 from auto_config unless a batch size is given, length penalty 0 and
 `maximum_decoding_length` 250 (the defaults in opennmt/models/sequence_to_sequence.py; neither is
-set by auto_config). Predictions are space-separated pieces without `</s>`. With
+set by auto_config). `max_decoding_length=N` sets `params.maximum_decoding_length` in the infer
+run's config: `Runner._finalize_config` merges the user config over auto_config and the
+defaults, `_init_model` hands `config["params"]` to the model, and
+`SequenceToSequence._dynamic_decode` passes it as `maximum_iterations` to `dynamic_decode` (at
+most N decoding steps, so at most N pieces besides `</s>`). Predictions are space-separated
+pieces without `</s>`. With
 `--log_prediction_time` OpenNMT-tf logs `Total prediction time (s)`: the loop over the batches
 (prediction and writing) after the inference function is traced, kept as
 `PeerInferRun.prediction_seconds` next to the end-to-end wall time.
@@ -63,6 +68,7 @@ set from `os.wait4` (`ru_utime + ru_stime`, `ru_maxrss` KiB -> bytes).
 Usage:
     python scripts/bench_peer.py --pair en-de --steps 20 --workdir /work/runs/bench/peer
                                  [--infer-lines 50] [--spm joint.model] [--beam 5]
+                                 [--max-decoding-length 50]
 """
 
 from __future__ import annotations
@@ -732,23 +738,37 @@ def infer_peer(
     beam: int,
     onmt_main: Path | None = None,
     batch_size: int | None = None,
+    max_decoding_length: int | None = None,
 ) -> PeerInferRun:
-    """Translate `src_pieces` with the latest checkpoint of `model_dir` into `out_pieces`."""
+    """Translate `src_pieces` with the latest checkpoint of `model_dir` into `out_pieces`.
+
+    `max_decoding_length`: when given, `params.maximum_decoding_length` of this run, written
+    into its config file (`infer_beam{beam}_max{N}.yml`): the decoder runs at most N steps, so
+    an output has at most N pieces besides `</s>` (OpenNMT-tf's default N is 250).
+    """
     model_dir, src_pieces, out_pieces = Path(model_dir), Path(src_pieces), Path(out_pieces)
     onmt_main = Path(onmt_main) if onmt_main else _onmt_main(PEER_VENV)
+    if max_decoding_length is not None and max_decoding_length < 1:
+        raise PeerError(f"max_decoding_length must be at least 1, got {max_decoding_length}")
     step = checkpoint_step(model_dir)
     if step == 0:
         raise PeerError(f"{model_dir}: no OpenNMT-tf checkpoint to translate with")
     if not src_pieces.is_file():
         raise PeerError(f"{src_pieces}: file not found")
-    extra = {"infer": {"batch_size": batch_size}} if batch_size else None
+    extra: dict = {}
+    if batch_size:
+        extra["infer"] = {"batch_size": batch_size}
+    filename = f"infer_beam{beam}.yml"
+    if max_decoding_length is not None:
+        extra["params"] = {"maximum_decoding_length": int(max_decoding_length)}
+        filename = f"infer_beam{beam}_max{int(max_decoding_length)}.yml"
     config = write_peer_config(
         data,
         model_dir,
         max_step=step,
         beam_width=beam,
-        extra=extra,
-        filename=f"infer_beam{beam}.yml",
+        extra=extra or None,
+        filename=filename,
     )
     out_pieces.parent.mkdir(parents=True, exist_ok=True)
     partial = out_pieces.with_name(f".{out_pieces.name}.partial")
@@ -790,7 +810,12 @@ def infer_peer(
         mean_pieces=pieces / got if got else 0.0,
         beam_width=int(params.get("beam_width", beam)),
         max_decoding_length=int(
-            params.get("maximum_decoding_length", ONMT_DEFAULT_MAX_DECODING_LENGTH)
+            params.get(
+                "maximum_decoding_length",
+                ONMT_DEFAULT_MAX_DECODING_LENGTH
+                if max_decoding_length is None
+                else max_decoding_length,
+            )
         ),
         length_penalty=float(params.get("length_penalty", ONMT_DEFAULT_LENGTH_PENALTY)),
         batch_size=infer.get("batch_size", batch_size),
@@ -872,6 +897,11 @@ def parse_args(argv=None):
     parser.add_argument("--vocab-cache", type=Path, help="bench_train's vocabulary cache")
     parser.add_argument("--infer-lines", type=int, help="translate only the first N test lines")
     parser.add_argument("--beam", type=int, default=5)
+    parser.add_argument(
+        "--max-decoding-length",
+        type=int,
+        help="params.maximum_decoding_length of the infer run (OpenNMT-tf's default: 250)",
+    )
     parser.add_argument("--batch-size", type=int, default=64, help="training batch (examples)")
     parser.add_argument("--venv", type=Path, default=PEER_VENV)
     return parser.parse_args(argv)
@@ -895,7 +925,15 @@ def main(argv=None) -> int:
                 ref, args.workdir / f"test2016.head{args.infer_lines}.ref", args.infer_lines
             )
         out = model_dir / f"test2016.beam{args.beam}.step{train.final_step}.sp"
-        infer = infer_peer(data, model_dir, src, out, beam=args.beam, onmt_main=onmt_main)
+        infer = infer_peer(
+            data,
+            model_dir,
+            src,
+            out,
+            beam=args.beam,
+            onmt_main=onmt_main,
+            max_decoding_length=args.max_decoding_length,
+        )
         text = detokenize(out, data.spm_model, out.with_suffix(".txt"))
         score = bleu(text, ref)
     except PeerError as e:

@@ -320,9 +320,10 @@ if "train" in args:
 else:
     src = open(args[args.index("--features_file") + 1]).read().splitlines()
     drop = int(os.environ.get("FAKE_DROP", "0"))
+    limit = min(2, config["params"].get("maximum_decoding_length", 250))
     with open(args[args.index("--predictions_file") + 1], "w") as f:
         for line in src[drop:]:
-            f.write(" ".join(line.split()[:2]) + "\\n")
+            f.write(" ".join(line.split()[:limit]) + "\\n")
     print("2026-11-24 04:44:17.161000: I runner.py:471] Total prediction time (s): 1.754735")
 """
 
@@ -381,6 +382,30 @@ def test_infer_counts_lines_and_pieces(data, tmp_path, fake_onmt, monkeypatch):
     with pytest.raises(bp.PeerError, match=f"wrote {len(lines) - 1} lines for the {len(lines)}"):
         bp.infer_peer(data, model_dir, data.test_src, out, beam=3, onmt_main=fake_onmt)
     assert not out.exists()
+
+
+def test_infer_sets_the_maximum_decoding_length_in_its_config(data, tmp_path, fake_onmt):
+    model_dir = tmp_path / "model"
+    bp.train_peer(data, model_dir, 10, onmt_main=fake_onmt, log=lambda _: None)
+    out = tmp_path / "out.sp"
+    default = bp.infer_peer(data, model_dir, data.test_src, out, beam=3, onmt_main=fake_onmt)
+    written = yaml.safe_load(default.config_path.read_text(encoding="utf-8"))
+    assert "maximum_decoding_length" not in written["params"]
+    run = bp.infer_peer(
+        data, model_dir, data.test_src, out, beam=3, onmt_main=fake_onmt, max_decoding_length=1
+    )
+    written = yaml.safe_load(run.config_path.read_text(encoding="utf-8"))
+    assert written["params"] == {"beam_width": 3, "maximum_decoding_length": 1}
+    assert run.config_path.name == "infer_beam3_max1.yml"
+    assert run.command[run.command.index("--config") + 1] == str(run.config_path)
+    assert run.effective_config["params"]["maximum_decoding_length"] == 1
+    assert run.max_decoding_length == 1 and default.max_decoding_length == 250
+    lines = data.test_src.read_text(encoding="utf-8").splitlines()
+    assert run.mean_pieces == pytest.approx(sum(min(1, len(x.split())) for x in lines) / len(lines))
+    with pytest.raises(bp.PeerError, match="max_decoding_length must be at least 1, got 0"):
+        bp.infer_peer(
+            data, model_dir, data.test_src, out, beam=3, onmt_main=fake_onmt, max_decoding_length=0
+        )
 
 
 # ---- the venv
