@@ -989,6 +989,20 @@ class Benchmark:
             raise BenchError(f"{path}: not found (give --data, the Multi30k directory)")
         return path
 
+    def batch_stats(self, spm: Path, batch_tokens: list[int], label: str, **extra) -> dict:
+        """Sentences and tokens per batch of the real training pipeline (the batchstats worker)."""
+        src, tgt = self.corpus("train", self.src_lang), self.corpus("train", self.tgt_lang)
+        params = {
+            "vocab": str(spm),
+            "train_source": str(src),
+            "train_target": str(tgt),
+            "batch_tokens": batch_tokens,
+            **extra,
+            "batches_at_1k": self.plan.batch_sample,
+            "seed": 1234,
+        }
+        return self.run_worker("batchstats", params, label)[0]
+
     def spm_model(self) -> Path:
         """The 8k joint SentencePiece model both systems use (trained once into the workdir)."""
         out = self.workdir / "spm"
@@ -1132,20 +1146,7 @@ class Benchmark:
             },
             "s2_matmul",
         )
-        src, tgt = self.corpus("train", self.src_lang), self.corpus("train", self.tgt_lang)
-        stats, _ = self.run_worker(
-            "batchstats",
-            {
-                "vocab": str(spm),
-                "train_source": str(src),
-                "train_target": str(tgt),
-                "batch_tokens": [1024, 4096],
-                "target_sentences": PEER_BATCH,
-                "batches_at_1k": plan.batch_sample,
-                "seed": 1234,
-            },
-            "s2_batchstats",
-        )
+        stats = self.batch_stats(spm, [1024, 4096], "s2_batchstats", target_sentences=PEER_BATCH)
         matched = stats["chosen"]
         by_bt = {r["batch_tokens"]: r for r in stats["rows"]}
         if root.exists():
@@ -1374,6 +1375,8 @@ class Benchmark:
         return write_atomic(dest, text)
 
     def section3_decode(self) -> dict:
+        from nmt.evaluation import score
+
         plan, root = self.plan, self.workdir / "s3"
         s2 = self.results.get("2")
         need_train = not s2 or not Path(s2["systems"][0]["model_dir"]).exists()
@@ -1436,7 +1439,7 @@ class Benchmark:
                     if part == "full":
                         row.update(
                             pieces=run["pieces"],
-                            bleu=corpus_bleu(hyp, ref_lines[: len(hyp)]),
+                            bleu=score(hyp, ref_lines[: len(hyp)]).score,
                             command=run["command"],
                             batch=run["batch"],
                             limit=run["limit"],
@@ -1657,19 +1660,7 @@ class Benchmark:
         if root.exists():
             shutil.rmtree(root)
         root.mkdir(parents=True)
-        src, tgt = self.corpus("train", self.src_lang), self.corpus("train", self.tgt_lang)
-        stats, _ = self.run_worker(
-            "batchstats",
-            {
-                "vocab": str(spm),
-                "train_source": str(src),
-                "train_target": str(tgt),
-                "batch_tokens": list(plan.sweep_batch_tokens),
-                "batches_at_1k": plan.batch_sample,
-                "seed": 1234,
-            },
-            "s5_batchstats",
-        )
+        stats = self.batch_stats(spm, list(plan.sweep_batch_tokens), "s5_batchstats")
         by_bt = {r["batch_tokens"]: r for r in stats["rows"]}
         train_rows, commands = [], []
         for bt, steps in plan.sweep_batch_tokens.items():
@@ -1931,12 +1922,6 @@ def finish_decode_row(row: dict, head_lines: int) -> dict:
     else:
         row["sentences_per_s"] = row["pieces_per_s"] = None
     return row
-
-
-def corpus_bleu(hypotheses: list[str], references: list[str]) -> float:
-    import sacrebleu
-
-    return float(sacrebleu.corpus_bleu(hypotheses, [references]).score)
 
 
 def spm_processor(path: Path):
