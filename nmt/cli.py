@@ -129,6 +129,11 @@ _CHECKPOINT_HELP = "Which weights: best (by dev BLEU), last, or a checkpoint pat
     help="Hypotheses per input; above 1 each is written as `index ||| text ||| score`.",
 )
 @click.option("--batch-tokens", type=click.IntRange(min=1), help="Source tokens per batch.")
+@click.option(
+    "--min-length",
+    type=click.IntRange(min=0),
+    help="No output shorter than this many pieces (up to the maximum length); config default.",
+)
 @click.option("--with-scores", is_flag=True, help="Append ` ||| score` to each line.")
 @click.option("--alignments", is_flag=True, help="Append ` ||| hard alignments` (src-tgt pieces).")
 @click.option(
@@ -153,6 +158,7 @@ def translate_command(
     length_penalty,
     n_best,
     batch_tokens,
+    min_length,
     with_scores,
     alignments,
     plot_dir,
@@ -179,6 +185,7 @@ def translate_command(
         length_penalty=length_penalty,
         n_best=n_best,
         batch_tokens=batch_tokens,
+        min_length=min_length,
         with_scores=with_scores,
         alignments=alignments,
         plot_dir=plot_dir,

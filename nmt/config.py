@@ -106,6 +106,7 @@ class DecodeConfig:
     length_penalty: float = 0.6  # GNMT alpha; 0 disables
     max_length_a: float = 10.0  # max output length = a + b * source length
     max_length_b: float = 2.0
+    min_length: int = 0  # pieces; EOS is not allowed before this many (capped by max length)
     batch_tokens: int = 4096  # source tokens per translation batch
     n_best: int = 1
     max_source_length: int = 256  # pieces; longer inputs are truncated with a warning
@@ -160,6 +161,8 @@ class Config:
             raise ConfigError(
                 f"train.learning_rate must be positive, got {self.train.learning_rate}"
             )
+        if self.decode.min_length < 0:
+            raise ConfigError(f"decode.min_length must be >= 0, got {self.decode.min_length}")
         if self.decode.n_best > self.decode.beam_size:
             raise ConfigError(
                 f"decode.n_best ({self.decode.n_best}) cannot exceed "

@@ -110,6 +110,7 @@ def build_serving_functions(
     max_length_a: float,
     max_length_b: float,
     max_source_length: int,
+    min_length: int = 0,
 ) -> dict[str, Any]:
     """The two signature functions (plain Python, to be traced) and their tokenizers.
 
@@ -126,6 +127,7 @@ def build_serving_functions(
         n_best=1,
         max_length_a=max_length_a,
         max_length_b=max_length_b,
+        min_length=min_length,
         return_attention=False,
     )
     source_tokenizer = _sentencepiece_tokenizer(source_proto)
@@ -260,6 +262,7 @@ def _write_extras(extra: Path, model_dir: Path | None, loaded, decode) -> None:
         "length_penalty": decode.length_penalty,
         "max_length_a": decode.max_length_a,
         "max_length_b": decode.max_length_b,
+        "min_length": decode.min_length,
         "max_source_length": decode.max_source_length,
         "sentencepiece": {
             "source": spm_names[0],
@@ -387,6 +390,7 @@ def export_loaded(
                 max_length_a=decode.max_length_a,
                 max_length_b=decode.max_length_b,
                 max_source_length=decode.max_source_length,
+                min_length=decode.min_length,
             )
             write_saved_model(loaded.model, staged, functions)
             _write_extras(staged / EXTRA_DIR, model_dir, loaded, decode)

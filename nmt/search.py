@@ -26,6 +26,10 @@ Conventions shared by both searches:
   t == max_lengths[b] every live hypothesis of row b can only take EOS, scored with the model's
   own log p(EOS) (log_softmax over the full vocabulary). So every returned hypothesis ended on a
   scored EOS, and a row that never chose EOS returns its best hypotheses cut at max_lengths[b].
+* Minimum length: while step < min_length (and before the row's forced EOS) EOS gets
+  log-probability -inf, so no hypothesis ends before min_length tokens; the other tokens keep
+  the model's own log-probabilities (no renormalisation). Forced EOS wins when
+  max_lengths[b] < min_length.
 * Returned `lengths` exclude EOS; `ids` hold the tokens only, padded with 0 after `lengths`.
 * scores = log_probs / length_penalty(lengths + 1, alpha): the GNMT length penalty (Wu et al.
   2016, "Google's Neural Machine Translation System", arXiv:1609.08144) over the number of
@@ -158,6 +162,21 @@ def _checked_step(step_fn: StepFn, ids, step, state, return_attention: bool):
     return log_probs, new_state, attention
 
 
+def block_eos(
+    log_probs: tf.Tensor, step: tf.Tensor, min_length: Any, max_lengths: tf.Tensor, eos_id: int
+) -> tf.Tensor:
+    """Set log p(EOS) to -inf for rows that may not end yet: float (N, V) -> (N, V).
+
+    `max_lengths` is int (N,); a row is blocked while step < min_length and step < its
+    max_lengths (its forced EOS is never blocked). A Python 0 adds no ops.
+    """
+    if isinstance(min_length, numbers.Integral) and min_length <= 0:
+        return log_probs
+    blocked = (step < tf.cast(min_length, tf.int32)) & (step < max_lengths)  # (N,)
+    is_eos = tf.equal(tf.range(tf.shape(log_probs)[1]), eos_id)  # (V,)
+    return tf.where(blocked[:, None] & is_eos[None, :], _NEG_INF, log_probs)  # (N, V)
+
+
 def _max_lengths(max_lengths: Any, batch: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     max_lengths = tf.reshape(tf.cast(max_lengths, tf.int32), [-1])  # (B,)
     max_lengths = tf.ensure_shape(max_lengths, [None])
@@ -187,6 +206,7 @@ def greedy_search(
     bos_id: int,
     eos_id: int,
     max_lengths: Any,
+    min_length: Any = 0,
     return_attention: bool = False,
 ) -> SearchResult:
     """Pick the most probable token at every step (argmax of the log-probabilities).
@@ -220,6 +240,7 @@ def greedy_search(
         log_probs, state, attention = _checked_step(
             step_fn, v["ids"], step, v["state"], return_attention
         )  # (B, V)
+        log_probs = block_eos(log_probs, step, min_length, max_lengths, eos_id)  # (B, V)
         finished = v["finished"]
         forced = step >= max_lengths  # (B,)
         word = tf.argmax(log_probs, axis=-1, output_type=tf.int32)  # (B,)
@@ -271,6 +292,7 @@ def beam_search(
     max_lengths: Any,
     length_penalty: float = 0.0,
     n_best: int = 1,
+    min_length: Any = 0,
     return_attention: bool = False,
 ) -> SearchResult:
     """Beam search with frozen finished beams and a per-row set of finished hypotheses.
@@ -310,6 +332,7 @@ def beam_search(
     alpha = float(length_penalty)
     batch = tf.cast(batch_size, tf.int32)
     max_lengths, longest = _max_lengths(max_lengths, batch)
+    slot_max_lengths = tf.repeat(max_lengths, k)  # (B*K,)
     positions = tf.range(longest)  # (T,)
     eos = tf.constant(eos_id, tf.int32)
     neg_inf = tf.constant(_NEG_INF, tf.float32)
@@ -341,6 +364,7 @@ def beam_search(
         log_probs, state, attention = _checked_step(
             step_fn, v["ids"], step, v["state"], return_attention
         )  # (B*K, V)
+        log_probs = block_eos(log_probs, step, min_length, slot_max_lengths, eos_id)  # (B*K, V)
         raw, finished, lengths = v["raw"], v["finished"], v["lengths"]  # (B, K)
 
         # A row's K best candidates hold at most K words of any one slot, and within a slot the

@@ -51,13 +51,16 @@ def make_search_fn(
     n_best: int = 1,
     max_length_a: float,
     max_length_b: float,
+    min_length: int = 0,
     return_attention: bool = False,
 ) -> Callable:
     """Build `fn(source_ids (B, S) int32, source_lengths (B,) int32, length_penalty: float)`
     -> search.SearchResult, graph-safe for `tf.function` with unknown shapes.
 
     `length_penalty` is a Python number, fixed when the function is traced (beam_search
-    takes it as a constant); the function needs no AutoGraph conversion.
+    takes it as a constant); the function needs no AutoGraph conversion. Outputs hold at
+    most floor(max_length_a + max_length_b * source length) pieces (at least 1) and, up to
+    that limit, at least `min_length`.
     """
     import tensorflow as tf
 
@@ -82,6 +85,7 @@ def make_search_fn(
                 bos_id=constants.BOS_ID,
                 eos_id=constants.EOS_ID,
                 max_lengths=max_lengths,
+                min_length=min_length,
                 return_attention=return_attention,
             )
         tiled = search.tile_beams(bundle, beam_size)
@@ -99,6 +103,7 @@ def make_search_fn(
             max_lengths=max_lengths,
             length_penalty=length_penalty,
             n_best=n_best,
+            min_length=min_length,
             return_attention=return_attention,
         )
 
@@ -153,6 +158,7 @@ class Translator:
                 n_best=n_best,
                 max_length_a=self.decode_config.max_length_a,
                 max_length_b=self.decode_config.max_length_b,
+                min_length=self.decode_config.min_length,
                 return_attention=return_attention,
             )
 
@@ -364,6 +370,7 @@ def translate_file(
     length_penalty: float | None = None,
     n_best: int = 1,
     batch_tokens: int | None = None,
+    min_length: int | None = None,
     with_scores: bool = False,
     alignments: bool = False,
     plot_dir: str | None = None,
@@ -393,6 +400,10 @@ def translate_file(
     decode = loaded.config.decode
     if batch_tokens:
         decode.batch_tokens = batch_tokens
+    if min_length is not None:
+        if min_length < 0:
+            raise DataError(f"--min-length must be >= 0, got {min_length}")
+        decode.min_length = int(min_length)
     beam_size = beam_size or decode.beam_size
     if n_best > beam_size:
         raise DataError(f"--n-best {n_best} cannot exceed the beam size {beam_size}")

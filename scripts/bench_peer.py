@@ -195,6 +195,7 @@ class PeerInferRun:
     mean_pieces: float  # output pieces per sentence (no </s>)
     beam_width: int
     max_decoding_length: int
+    min_decoding_length: int
     length_penalty: float
     batch_size: int | None
     step: int  # checkpoint step used
@@ -739,17 +740,23 @@ def infer_peer(
     onmt_main: Path | None = None,
     batch_size: int | None = None,
     max_decoding_length: int | None = None,
+    min_decoding_length: int | None = None,
 ) -> PeerInferRun:
     """Translate `src_pieces` with the latest checkpoint of `model_dir` into `out_pieces`.
 
     `max_decoding_length`: when given, `params.maximum_decoding_length` of this run, written
     into its config file (`infer_beam{beam}_max{N}.yml`): the decoder runs at most N steps, so
     an output has at most N pieces besides `</s>` (OpenNMT-tf's default N is 250).
+    `min_decoding_length`: when given, `params.minimum_decoding_length` (OpenNMT-tf gives
+    `</s>` a -inf logit before that step; default 0); with both equal to N every output has
+    exactly N pieces (config file `infer_beam{beam}_min{N}_max{N}.yml`).
     """
     model_dir, src_pieces, out_pieces = Path(model_dir), Path(src_pieces), Path(out_pieces)
     onmt_main = Path(onmt_main) if onmt_main else _onmt_main(PEER_VENV)
     if max_decoding_length is not None and max_decoding_length < 1:
         raise PeerError(f"max_decoding_length must be at least 1, got {max_decoding_length}")
+    if min_decoding_length is not None and min_decoding_length < 0:
+        raise PeerError(f"min_decoding_length must be >= 0, got {min_decoding_length}")
     step = checkpoint_step(model_dir)
     if step == 0:
         raise PeerError(f"{model_dir}: no OpenNMT-tf checkpoint to translate with")
@@ -758,10 +765,17 @@ def infer_peer(
     extra: dict = {}
     if batch_size:
         extra["infer"] = {"batch_size": batch_size}
-    filename = f"infer_beam{beam}.yml"
+    limits: dict = {}
+    name = f"infer_beam{beam}"
+    if min_decoding_length is not None:
+        limits["minimum_decoding_length"] = int(min_decoding_length)
+        name += f"_min{int(min_decoding_length)}"
     if max_decoding_length is not None:
-        extra["params"] = {"maximum_decoding_length": int(max_decoding_length)}
-        filename = f"infer_beam{beam}_max{int(max_decoding_length)}.yml"
+        limits["maximum_decoding_length"] = int(max_decoding_length)
+        name += f"_max{int(max_decoding_length)}"
+    if limits:
+        extra["params"] = limits
+    filename = f"{name}.yml"
     config = write_peer_config(
         data,
         model_dir,
@@ -815,6 +829,12 @@ def infer_peer(
                 ONMT_DEFAULT_MAX_DECODING_LENGTH
                 if max_decoding_length is None
                 else max_decoding_length,
+            )
+        ),
+        min_decoding_length=int(
+            params.get(
+                "minimum_decoding_length",
+                0 if min_decoding_length is None else min_decoding_length,
             )
         ),
         length_penalty=float(params.get("length_penalty", ONMT_DEFAULT_LENGTH_PENALTY)),
@@ -902,6 +922,11 @@ def parse_args(argv=None):
         type=int,
         help="params.maximum_decoding_length of the infer run (OpenNMT-tf's default: 250)",
     )
+    parser.add_argument(
+        "--min-decoding-length",
+        type=int,
+        help="params.minimum_decoding_length of the infer run (OpenNMT-tf's default: 0)",
+    )
     parser.add_argument("--batch-size", type=int, default=64, help="training batch (examples)")
     parser.add_argument("--venv", type=Path, default=PEER_VENV)
     return parser.parse_args(argv)
@@ -933,6 +958,7 @@ def main(argv=None) -> int:
             beam=args.beam,
             onmt_main=onmt_main,
             max_decoding_length=args.max_decoding_length,
+            min_decoding_length=args.min_decoding_length,
         )
         text = detokenize(out, data.spm_model, out.with_suffix(".txt"))
         score = bleu(text, ref)
@@ -957,7 +983,8 @@ def main(argv=None) -> int:
         f"optimizer {params.get('optimizer')} lr {params.get('learning_rate')}, batch "
         f"{train_cfg.get('batch_size')} {train_cfg.get('batch_type')}, max length "
         f"{train_cfg.get('maximum_features_length')}/{train_cfg.get('maximum_labels_length')}, "
-        f"beam {infer.beam_width}, max decoding length {infer.max_decoding_length}"
+        f"beam {infer.beam_width}, decoding length {infer.min_decoding_length}-"
+        f"{infer.max_decoding_length}"
     )
     print()
     print("| run | steps | wall s | CPU s | peak RSS MiB | src words/s | tgt words/s | steps/s |")

@@ -24,12 +24,15 @@ Sections (--sections 1,2,3,4,5):
 3. Decoding test2016 (1000 lines): `nmt translate --beam B` vs `onmt-main infer` with the same
    beam (5 and 1), end to end, with the section-2 models (same shape, same number of steps),
    plus our recommended model (--model, default /work/runs/ende_b, its `best/` checkpoint and
-   its own decode config) with its BLEU. The two same-size models get the same absolute output
-   limit, --decode-max-length L pieces (default 50): the peer through OpenNMT-tf's
-   `params.maximum_decoding_length` (default 250), ours through a copy of the section-2 model
-   directory's config.yaml with `decode.max_length_a: L`, `decode.max_length_b: 0` beside links
-   to its checkpoints and vocabulary (nmt's limit is floor(a + b x source length)); barely
-   trained, both tend to run to that limit, so unequal limits would time unequal work. Steady-
+   its own decode config) with its BLEU. The two same-size models are barely trained, so left
+   alone they stop after a piece or two (or babble to their limit) and the rows would time
+   start-up and unequal work. So both decode exactly the same number of pieces per sentence:
+   at least --decode-min-length M and at most --decode-max-length L (default M = L = 15, the
+   mean test2016 reference length; `--decode-min-length 0` gives a limit only). The peer gets
+   them as OpenNMT-tf's `params.minimum_decoding_length` / `maximum_decoding_length`, ours
+   through a copy of the section-2 model directory's config.yaml with `decode.min_length: M`,
+   `decode.max_length_a: L`, `decode.max_length_b: 0` beside links to its checkpoints and
+   vocabulary (nmt's limit is floor(a + b x source length)). Steady-
    state sentences/s is derived the same way for every system: (lines of the full file - lines
    of the head) / (wall time of the full file - wall time of its first 100 lines), which cancels
    start-up.
@@ -42,14 +45,14 @@ Sections (--sections 1,2,3,4,5):
 `--quick` shrinks every section to a smoke run; `--skip-peer` leaves OpenNMT-tf out (its cells
 read "not run"). Scratch files, logs (with arrival times) and results.json go to --workdir. The
 planned time of each section is printed at the start and the actual time at the end (section
-3's plan assumes the worst case, every output of the same-size models running to
---decode-max-length). A section that fails leaves its earlier tables in place; the others still
-run and the exit status is 1.
+3's plan assumes every output of the same-size models runs to --decode-max-length). A section
+that fails leaves its earlier tables in place; the others still run and the exit status is 1.
 
 Usage (repository root, this repository's venv):
     python scripts/benchmark.py [--sections 1,2,3,4,5] [--quick] [--skip-peer]
         [--out BENCHMARKS.md] [--plots docs/benchmarks] [--workdir /work/runs/bench]
-        [--model /work/runs/ende_b] [--decode-max-length 50] [--data ../shared/data/multi30k]
+        [--model /work/runs/ende_b] [--decode-max-length 15] [--decode-min-length 15]
+        [--data ../shared/data/multi30k]
 """
 
 from __future__ import annotations
@@ -86,7 +89,10 @@ if str(SCRIPTS) not in sys.path:
 
 DEFAULT_DATA = Path(os.environ.get("NMT_MULTI30K", REPO.parent / "shared" / "data" / "multi30k"))
 DEFAULT_MODEL = Path("/work/runs/ende_b")
-DEFAULT_DECODE_MAX_LENGTH = 50  # pieces: the same-size models' output limit in section 3
+# Pieces: the same-size models' output length in section 3, minimum and maximum by default
+# (equal work per sentence for both toolkits). 15 = the mean length of a test2016 German
+# reference in an 8k joint unigram SentencePiece model of Multi30k en-de (14.99).
+DEFAULT_DECODE_MAX_LENGTH = 15
 DEFAULT_WORKDIR = Path("/work/runs/bench")
 BEGIN = "<!-- benchmark.py:begin -->"
 END = "<!-- benchmark.py:end -->"
@@ -1400,12 +1406,18 @@ class Benchmark:
         model = self.args.model
         if not (model / "config.yaml").exists():
             raise BenchError(f"{model}: not a model directory (give --model)")
-        max_length = self.args.decode_max_length
+        max_length, min_length = self.args.decode_max_length, self.args.decode_min_length
         small_dir = Path(s2["systems"][0]["model_dir"])
         limited = limited_model_dir(
-            small_dir, root / f"{small_dir.name}_max{max_length}", max_length
+            small_dir,
+            root / f"{small_dir.name}_min{min_length}_max{max_length}",
+            max_length,
+            min_length,
         )
-        self.log(f"{limited}: {small_dir} with decode.max_length_a {max_length}, max_length_b 0")
+        self.log(
+            f"{limited}: {small_dir} with decode.max_length_a {max_length}, max_length_b 0, "
+            f"min_length {min_length}"
+        )
         systems = [(NMT_A, limited, "last")]
         if not self.args.skip_peer:
             self.ensure_peer()
@@ -1427,7 +1439,9 @@ class Benchmark:
                     out = root / f"{tag}_beam{beam}_{part}.txt"
                     if checkpoint is None:
                         pieces_src = peer_full if part == "full" else peer_head
-                        run = self.peer_decode(model_dir, pieces_src, out, beam, max_length)
+                        run = self.peer_decode(
+                            model_dir, pieces_src, out, beam, max_length, min_length
+                        )
                     else:
                         src = full_src if part == "full" else head_src
                         run = self.nmt_decode(model_dir, checkpoint, src, out, beam)
@@ -1451,6 +1465,7 @@ class Benchmark:
             "head_lines": plan.head_lines,
             "steps": s2["systems"][0]["steps"],
             "max_length": max_length,
+            "min_length": min_length,
             "limited_model_dir": str(limited),
             "small_model_dir": str(small_dir),
             "processes": [p for p in self.procs if p["section"] == 3],
@@ -1478,15 +1493,26 @@ class Benchmark:
             "command": shlex.join(proc.command),
             "batch": f"{decode.batch_tokens} tokens",
             "limit": (
-                f"{decode.max_length_a:g}"
-                if decode.max_length_b == 0
-                else f"{decode.max_length_a:g} + {decode.max_length_b:g} x (source + 1)"
+                (f"{decode.min_length}-" if decode.min_length else "")
+                + (
+                    f"{decode.max_length_a:g}"
+                    if decode.max_length_b == 0
+                    else f"{decode.max_length_a:g} + {decode.max_length_b:g} x (source + 1)"
+                )
             ),
         }
 
-    def peer_decode(self, model_dir: Path, pieces_src: Path, out: Path, beam: int, max_length: int):
-        """`onmt-main infer` end to end (bench_peer.infer_peer, `max_length` as its
-        maximum_decoding_length), then detokenized."""
+    def peer_decode(
+        self,
+        model_dir: Path,
+        pieces_src: Path,
+        out: Path,
+        beam: int,
+        max_length: int,
+        min_length: int = 0,
+    ):
+        """`onmt-main infer` end to end (bench_peer.infer_peer, `max_length` and
+        `min_length` as its maximum_ and minimum_decoding_length), then detokenized."""
         out_pieces = out.with_suffix(".pieces")
         self.log(f"{out.stem}: onmt-main infer {pieces_src} (beam {beam})")
         with self.peer_errors():
@@ -1498,6 +1524,7 @@ class Benchmark:
                 beam=beam,
                 onmt_main=self.onmt_main,
                 max_decoding_length=max_length,
+                min_decoding_length=min_length,
             )
             self.peer.detokenize(out_pieces, self.peer_data.spm_model, out)
         self.log(
@@ -1512,7 +1539,8 @@ class Benchmark:
             "pieces": [len(line.split()) for line in text.splitlines()],
             "command": shlex.join(run.command),
             "batch": f"{run.batch_size} examples" if run.batch_size else "default",
-            "limit": f"{run.max_decoding_length}",
+            "limit": (f"{run.min_decoding_length}-" if run.min_decoding_length else "")
+            + f"{run.max_decoding_length}",
         }
 
     def section3(self) -> str:
@@ -1555,7 +1583,28 @@ class Benchmark:
         commands = [r["command"] for r in out["rows"]]
         n, h = out["lines"], out["head_lines"]
         limit = out.get("max_length", self.args.decode_max_length)
+        least = out.get("min_length", 0)
         limited = out.get("limited_model_dir", "")
+        if least == limit:
+            length_rule = (
+                f"both decode exactly {limit} pieces per sentence (besides the "
+                "end-of-sentence), so both do the same decoding work whatever their training: "
+                f"the peer with `params: minimum_decoding_length: {limit}` and "
+                f"`maximum_decoding_length: {limit}` in its infer config, ours through"
+            )
+        elif least:
+            length_rule = (
+                f"both decode {least} to {limit} pieces per sentence (besides the "
+                f"end-of-sentence): the peer with `params: minimum_decoding_length: {least}` "
+                f"and `maximum_decoding_length: {limit}` in its infer config, ours through"
+            )
+        else:
+            length_rule = (
+                "they may stop early or repeat pieces up to their length limit, hence the "
+                f"output length and pieces/s columns; both get the same limit of {limit} output "
+                "pieces (besides the end-of-sentence): the peer as "
+                f"`params: maximum_decoding_length: {limit}` in its infer config, ours through"
+            )
         lines = [
             f"### {SECTION_TITLES[3]}",
             "",
@@ -1564,13 +1613,12 @@ class Benchmark:
             f"Source: the first {n} lines of test2016.{self.src_lang} (the peer reads the same "
             "lines as SentencePiece pieces); BLEU: sacreBLEU (13a, cased) of the detokenized "
             f"output against test2016.{self.tgt_lang}. The NMTSmallV1-shaped models are those "
-            f"of B2, both trained {out['steps']} steps: barely trained, they may repeat pieces "
-            "up to their length limit, hence the output length and pieces/s columns; both get "
-            f"the same limit of {limit} output pieces (besides the end-of-sentence): the peer "
-            f"as `params: maximum_decoding_length: {limit}` in its infer config, ours through "
+            f"of B2, both trained {out['steps']} steps (barely trained, so their BLEU is near "
+            f"0); {length_rule} "
             f"`{limited}`, a copy of the B2 model directory's config.yaml with "
-            f"`decode.max_length_a: {limit}` and `decode.max_length_b: 0` beside links to its "
-            f"checkpoints and vocabulary (`--decode-max-length {limit}`). "
+            f"`decode.min_length: {least}`, `decode.max_length_a: {limit}` and "
+            "`decode.max_length_b: 0` beside links to its checkpoints and vocabulary "
+            f"(`--decode-min-length {least} --decode-max-length {limit}`). "
             "end-to-end = wall time of the whole process (interpreter and TensorFlow start-up, "
             "model loading, translation, writing the output). steady sentences/s = "
             f"({n} - {h}) / (end-to-end time on the {n} lines - end-to-end time on the first "
@@ -1930,13 +1978,14 @@ def spm_processor(path: Path):
     return sentencepiece.SentencePieceProcessor(model_file=str(path))
 
 
-def limited_model_dir(model_dir: Path, dest: Path, max_length: int) -> Path:
-    """`dest`: `model_dir` decoding with an absolute output limit of `max_length` pieces.
+def limited_model_dir(model_dir: Path, dest: Path, max_length: int, min_length: int = 0) -> Path:
+    """`dest`: `model_dir` decoding outputs of `min_length` to `max_length` pieces.
 
     `nmt translate` reads the limit from the model directory's config.yaml (DecodeConfig:
     floor(max_length_a + max_length_b x source length) pieces), and has no option for it. So
-    `dest` gets a copy of that config with `decode.max_length_a: max_length` and
-    `decode.max_length_b: 0`, `decode.length_penalty: 0` like the peer's (checked with
+    `dest` gets a copy of that config with `decode.max_length_a: max_length`,
+    `decode.max_length_b: 0`, `decode.min_length: min_length` and
+    `decode.length_penalty: 0` like the peer's (checked with
     nmt.config.from_dict), and a symbolic link to every
     other entry of `model_dir` (checkpoints/, best/, the SentencePiece model, VERSION, ...): the
     same weights and vocabulary, and `model_dir` itself untouched. `dest` is built beside its
@@ -1950,6 +1999,10 @@ def limited_model_dir(model_dir: Path, dest: Path, max_length: int) -> Path:
     model_dir, dest = Path(model_dir).resolve(), Path(dest)
     if max_length < 1:
         raise BenchError(f"the decoding length limit must be at least 1, got {max_length}")
+    if not 0 <= min_length <= max_length:
+        raise BenchError(
+            f"the minimum decoding length must be in 0..{max_length}, got {min_length}"
+        )
     config = model_dir / "config.yaml"
     if not config.is_file():
         raise BenchError(f"{model_dir}: not a model directory (no config.yaml)")
@@ -1961,7 +2014,12 @@ def limited_model_dir(model_dir: Path, dest: Path, max_length: int) -> Path:
         if not isinstance(decode, dict):
             raise ConfigError("decode: not a mapping")
         # no length penalty either: OpenNMT-tf's auto_config decodes with length_penalty 0
-        decode.update(max_length_a=float(max_length), max_length_b=0.0, length_penalty=0.0)
+        decode.update(
+            max_length_a=float(max_length),
+            max_length_b=0.0,
+            min_length=int(min_length),
+            length_penalty=0.0,
+        )
         from_dict(values)
     except (yaml.YAMLError, ConfigError) as e:
         raise BenchError(f"{config}: {e}") from None
@@ -1973,8 +2031,8 @@ def limited_model_dir(model_dir: Path, dest: Path, max_length: int) -> Path:
                 (tmp / entry.name).symlink_to(entry)
         (tmp / "config.yaml").write_text(
             "# scripts/benchmark.py: "
-            f"{config} with decode.max_length_a {max_length}, max_length_b 0\n"
-            + yaml.safe_dump(values, sort_keys=False),
+            f"{config} with decode.max_length_a {max_length}, max_length_b 0, "
+            f"min_length {min_length}\n" + yaml.safe_dump(values, sort_keys=False),
             encoding="utf-8",
         )
         tmp.chmod(0o755)
@@ -2011,6 +2069,13 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
         help="output limit in pieces of both same-size models in section 3 "
         f"(default {DEFAULT_DECODE_MAX_LENGTH}; the recommended model keeps its own config)",
     )
+    parser.add_argument(
+        "--decode-min-length",
+        type=int,
+        metavar="M",
+        help="minimum output length in pieces of both same-size models in section 3 "
+        "(default: the same as --decode-max-length, i.e. exactly L pieces; 0: no minimum)",
+    )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="Multi30k directory")
     parser.add_argument("--pair", default="en-de", help="source-target languages")
     args = parser.parse_args(argv)
@@ -2024,6 +2089,13 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
         parser.error(f"--pair: expected SRC-TGT like en-de, got {args.pair!r}")
     if args.decode_max_length < 1:
         parser.error(f"--decode-max-length: expected at least 1, got {args.decode_max_length}")
+    if args.decode_min_length is None:
+        args.decode_min_length = args.decode_max_length
+    if not 0 <= args.decode_min_length <= args.decode_max_length:
+        parser.error(
+            f"--decode-min-length: expected 0 to --decode-max-length "
+            f"({args.decode_max_length}), got {args.decode_min_length}"
+        )
     args.section_list = sections
     args.out = args.out.resolve()
     args.plots = args.plots.resolve()

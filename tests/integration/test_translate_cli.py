@@ -187,6 +187,20 @@ def test_beam_1_is_greedy(memorised, translator, tmp_path):
     assert got == [f"{h[0].text} ||| {h[0].score:.6f}" for h in hyps]
 
 
+def test_min_length_option_equals_translator_and_is_checked(memorised, loaded, tmp_path):
+    lines = random_digits(6, seed=17, lengths=(1, 3))
+    src = write(tmp_path / "in.txt", "".join(line + "\n" for line in lines))
+    _, got = translate(memorised, src, "--min-length", "9", "--with-scores")
+    longer = make_translator(loaded, min_length=9)[0]
+    hyps = longer.translate_hypotheses(lines)
+    assert got == [f"{h[0].text} ||| {h[0].score:.6f}" for h in hyps]
+    assert all(h[0].length >= 9 for h in hyps)
+    _, plain = translate(memorised, src, "--with-scores")
+    assert plain != got  # the memorised outputs are shorter than 9 pieces
+    bad = run("translate", src, "--model", memorised.model_dir, "--min-length", "-1")
+    assert bad.exit_code == 2 and "--min-length" in bad.output
+
+
 def test_n_best_format_and_scores(memorised, tmp_path):
     lines = [memorised.sources[3], "", *random_digits(4, seed=14)]
     src = write(tmp_path / "in.txt", "".join(line + "\n" for line in lines))

@@ -320,10 +320,13 @@ if "train" in args:
 else:
     src = open(args[args.index("--features_file") + 1]).read().splitlines()
     drop = int(os.environ.get("FAKE_DROP", "0"))
-    limit = min(2, config["params"].get("maximum_decoding_length", 250))
+    most = config["params"].get("maximum_decoding_length", 250)
+    least = min(config["params"].get("minimum_decoding_length", 0), most)
     with open(args[args.index("--predictions_file") + 1], "w") as f:
         for line in src[drop:]:
-            f.write(" ".join(line.split()[:limit]) + "\\n")
+            words = line.split()[: min(2, most)]
+            words += ["x"] * (least - len(words))
+            f.write(" ".join(words) + "\\n")
     print("2026-11-24 04:44:17.161000: I runner.py:471] Total prediction time (s): 1.754735")
 """
 
@@ -405,6 +408,36 @@ def test_infer_sets_the_maximum_decoding_length_in_its_config(data, tmp_path, fa
     with pytest.raises(bp.PeerError, match="max_decoding_length must be at least 1, got 0"):
         bp.infer_peer(
             data, model_dir, data.test_src, out, beam=3, onmt_main=fake_onmt, max_decoding_length=0
+        )
+    assert run.min_decoding_length == 0 and default.min_decoding_length == 0
+
+
+def test_infer_sets_an_exact_decoding_length_with_min_and_max(data, tmp_path, fake_onmt):
+    model_dir = tmp_path / "model"
+    bp.train_peer(data, model_dir, 10, onmt_main=fake_onmt, log=lambda _: None)
+    out = tmp_path / "out.sp"
+    run = bp.infer_peer(
+        data,
+        model_dir,
+        data.test_src,
+        out,
+        beam=3,
+        onmt_main=fake_onmt,
+        max_decoding_length=4,
+        min_decoding_length=4,
+    )
+    written = yaml.safe_load(run.config_path.read_text(encoding="utf-8"))
+    assert written["params"] == {
+        "beam_width": 3,
+        "minimum_decoding_length": 4,
+        "maximum_decoding_length": 4,
+    }
+    assert run.config_path.name == "infer_beam3_min4_max4.yml"
+    assert (run.min_decoding_length, run.max_decoding_length) == (4, 4)
+    assert run.mean_pieces == 4.0  # the stand-in pads its outputs up to the minimum
+    with pytest.raises(bp.PeerError, match="min_decoding_length must be >= 0, got -1"):
+        bp.infer_peer(
+            data, model_dir, data.test_src, out, beam=3, onmt_main=fake_onmt, min_decoding_length=-1
         )
 
 

@@ -329,6 +329,7 @@ def test_limited_model_dir_sets_an_absolute_limit_on_the_same_checkpoints(tmp_pa
     view = bm.limited_model_dir(model, tmp_path / "s3" / "model_max50", 50)
     config = read_config(view)
     assert (config.decode.max_length_a, config.decode.max_length_b) == (50.0, 0.0)
+    assert config.decode.min_length == 0
     assert config.decode.beam_size == 4  # everything else as saved
     assert config.model == read_config(model).model
     assert (model / "config.yaml").read_bytes() == original  # the model dir is untouched
@@ -337,8 +338,9 @@ def test_limited_model_dir_sets_an_absolute_limit_on_the_same_checkpoints(tmp_pa
     assert Path(str(prefix) + ".index").resolve() == model / "checkpoints" / "ckpt-5.index"
     assert (view / "joint.model").read_bytes() == b"spm"
     assert sorted(p.name for p in view.iterdir()) == sorted(p.name for p in model.iterdir())
-    again = bm.limited_model_dir(model, view, 7)  # rebuilt over the earlier one
+    again = bm.limited_model_dir(model, view, 7, 7)  # rebuilt over the earlier one
     assert read_config(again).decode.max_length_a == 7.0
+    assert read_config(again).decode.min_length == 7
     assert (model / "checkpoints" / "ckpt-5.index").exists()  # links removed, not targets
     assert [p.name for p in view.parent.iterdir()] == ["model_max50"]  # no temporary left
 
@@ -347,6 +349,8 @@ def test_limited_model_dir_rejects_a_bad_limit_or_directory(tmp_path):
     model = _model_dir(tmp_path / "model")
     with pytest.raises(bm.BenchError, match="at least 1, got 0"):
         bm.limited_model_dir(model, tmp_path / "view", 0)
+    with pytest.raises(bm.BenchError, match=r"minimum decoding length must be in 0\.\.5, got 6"):
+        bm.limited_model_dir(model, tmp_path / "view", 5, 6)
     with pytest.raises(bm.BenchError, match="not a model directory"):
         bm.limited_model_dir(tmp_path, tmp_path / "view", 50)
     (model / "config.yaml").write_text("decode: [1, 2]\n", encoding="utf-8")
@@ -355,11 +359,15 @@ def test_limited_model_dir_rejects_a_bad_limit_or_directory(tmp_path):
     assert not (tmp_path / "view").exists()
 
 
-def test_decode_max_length_option_and_default_model():
+def test_decode_length_options_and_default_model():
     args = bm.parse_args([])
-    assert args.decode_max_length == bm.DEFAULT_DECODE_MAX_LENGTH == 50
+    assert args.decode_max_length == bm.DEFAULT_DECODE_MAX_LENGTH == 15
+    assert args.decode_min_length == 15  # exactly L pieces unless told otherwise
     assert args.model == Path("/work/runs/ende_b")
-    assert bm.parse_args(["--decode-max-length", "80"]).decode_max_length == 80
+    longer = bm.parse_args(["--decode-max-length", "80"])
+    assert (longer.decode_max_length, longer.decode_min_length) == (80, 80)
+    free = bm.parse_args(["--decode-max-length", "50", "--decode-min-length", "0"])
+    assert (free.decode_max_length, free.decode_min_length) == (50, 0)
 
 
 def test_bad_decode_max_length_is_a_usage_error(capsys):
@@ -367,6 +375,12 @@ def test_bad_decode_max_length_is_a_usage_error(capsys):
         bm.parse_args(["--decode-max-length", "0"])
     assert exc.value.code == 2
     assert "--decode-max-length" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        bm.parse_args(["--decode-max-length", "10", "--decode-min-length", "11"])
+    assert exc.value.code == 2
+    assert "--decode-min-length: expected 0 to --decode-max-length (10), got 11" in (
+        capsys.readouterr().err
+    )
 
 
 def test_planned_decoding_grows_with_the_output_limit():

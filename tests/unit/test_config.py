@@ -38,6 +38,7 @@ def test_unknown_section_suggests(tmp_path):
         ("model:\n  dropout: 1.5\n", r"model.dropout must be in \[0, 1\)"),
         ("data:\n  train_source: a.txt\n", "must be given together"),
         ("decode:\n  beam_size: 2\n  n_best: 3\n", "cannot exceed"),
+        ("decode:\n  min_length: -2\n", "decode.min_length must be >= 0, got -2"),
         ("model: [1, 2]\n", "section 'model' must be a mapping"),
         ("model:\n  units: [\n", "line"),
     ],

@@ -49,7 +49,7 @@ def _corpus_lines(seed: int, count: int) -> list[str]:
     return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 10))) for _ in range(count)]
 
 
-def make_model_dir(path: Path, *, joint: bool = True, seed: int = 7) -> Path:
+def make_model_dir(path: Path, *, joint: bool = True, seed: int = 7, min_length: int = 0) -> Path:
     """A complete model directory (config, VERSION, vocabulary, one checkpoint) with random
     weights, loadable by `nmt.checkpoints.load_model`."""
     import keras
@@ -81,6 +81,7 @@ def make_model_dir(path: Path, *, joint: bool = True, seed: int = 7) -> Path:
             max_length_a=4.0,
             max_length_b=1.5,
             max_source_length=MAX_SOURCE_LENGTH,
+            min_length=min_length,
         ),
     ).validate()
     vocab = train_vocab(config.vocab, [path / "train.src"], [path / "train.tgt"], path)
@@ -326,14 +327,15 @@ def test_fresh_process_equals_nmt_translate(tiny, translator, tmp_path):
 
 def test_separate_vocabularies_and_greedy_export(tmp_path, loaded_export):
     """Source and target SentencePiece models differ; a second export loaded in the same
-    process must not share tokenizer resources with the first one."""
+    process must not share tokenizer resources with the first one. Its config's
+    decode.min_length reaches the serving signature."""
     from nmt.checkpoints import load_model
     from nmt.constants import SOURCE_SPM, TARGET_SPM
     from nmt.export import export_model, load_export
     from nmt.translator import Translator
 
     before = run_text(loaded_export, INPUTS)
-    model_dir = make_model_dir(tmp_path / "model", joint=False, seed=11)
+    model_dir = make_model_dir(tmp_path / "model", joint=False, seed=11, min_length=6)
     path = export_model(model_dir, tmp_path / "export", version=5, beam_size=1)
     assert path == tmp_path / "export" / "5"
     extra = sorted(p.name for p in (path / "assets.extra").iterdir())
@@ -341,6 +343,8 @@ def test_separate_vocabularies_and_greedy_export(tmp_path, loaded_export):
     loaded = load_model(model_dir)
     translator = Translator(loaded.model, loaded.vocab, loaded.config.decode, warn=lambda m: None)
     expected = translator.translate_hypotheses(INPUTS, beam_size=1)
+    assert all(h[0].length >= 6 for line, h in zip(INPUTS, expected, strict=True) if line.strip())
+    assert json.loads((path / "assets.extra" / "export.json").read_text())["min_length"] == 6
     texts, scores = run_text(load_export(path), INPUTS)
     assert texts == [h[0].text for h in expected]
     assert scores == pytest.approx([h[0].score for h in expected], abs=1e-5)

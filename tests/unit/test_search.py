@@ -32,7 +32,7 @@ def softmax(x):
     return np.exp(log_softmax(x))
 
 
-def beam(step_fn, state, batch, k, max_lengths, alpha=0.0, n_best=1, attention=False):
+def beam(step_fn, state, batch, k, max_lengths, alpha=0.0, n_best=1, attention=False, min_length=0):
     result = search.beam_search(
         step_fn,
         state,
@@ -43,12 +43,13 @@ def beam(step_fn, state, batch, k, max_lengths, alpha=0.0, n_best=1, attention=F
         max_lengths=tf.constant(max_lengths, tf.int32),
         length_penalty=alpha,
         n_best=n_best,
+        min_length=min_length,
         return_attention=attention,
     )
     return {f: (None if x is None else x.numpy()) for f, x in result._asdict().items()}
 
 
-def greedy(step_fn, state, batch, max_lengths, attention=False):
+def greedy(step_fn, state, batch, max_lengths, attention=False, min_length=0):
     result = search.greedy_search(
         step_fn,
         state,
@@ -56,6 +57,7 @@ def greedy(step_fn, state, batch, max_lengths, attention=False):
         bos_id=BOS_ID,
         eos_id=EOS_ID,
         max_lengths=tf.constant(max_lengths, tf.int32),
+        min_length=min_length,
         return_attention=attention,
     )
     return {f: (None if x is None else x.numpy()) for f, x in result._asdict().items()}
@@ -321,6 +323,32 @@ def test_max_lengths_cut_rows_with_forced_eos():
     np.testing.assert_allclose(g["log_probs"][2, 0], s.log_prob((A, A)), rtol=1e-5)
 
 
+def test_min_length_blocks_eos_until_reached():
+    # EOS is almost certain after one word; with min_length 3 no hypothesis may end before 3
+    # words, and scores keep the model's own (not renormalised) log-probabilities.
+    probs = {(): {A: 0.6, B: 0.4}}
+    for prefix in [(A,), (B,), (A, A), (A, C), (B, B), (B, C)]:
+        probs[prefix] = {EOS_ID: 0.9, A: 0.06, C: 0.04}
+    s = Script(probs)
+    assert hyp(beam(s.step, s.state(1), 1, 2, [10]), 0, 0) == (A,)
+    r = beam(s.step, s.state(3), 3, 2, [10, 10, 2], n_best=2, min_length=3)
+    for row in range(2):
+        assert all(r["lengths"][row] >= 3), r["lengths"][row]
+        for i in range(2):
+            tokens = hyp(r, row, i)
+            np.testing.assert_allclose(r["log_probs"][row, i], s.log_prob(tokens), rtol=1e-5)
+    assert hyp(r, 0, 0) == (A, A, A)
+    # A row whose max length is below min_length still ends with its forced, scored EOS.
+    assert r["lengths"][2].tolist() == [2, 2] and np.all(np.isfinite(r["log_probs"][2]))
+    np.testing.assert_allclose(r["log_probs"][2, 0], s.log_prob(hyp(r, 2, 0)), rtol=1e-5)
+    g = greedy(s.step, s.state(3), 3, [10, 10, 2], min_length=3)
+    assert [hyp(g, row, 0) for row in range(3)] == [(A, A, A), (A, A, A), (A, A)]
+    np.testing.assert_allclose(g["log_probs"][0, 0], s.log_prob((A, A, A)), rtol=1e-5)
+    # min_length as a tensor (as the translator passes it) gives the same result.
+    t = beam(s.step, s.state(3), 3, 2, [10, 10, 2], n_best=2, min_length=tf.constant(3))
+    np.testing.assert_array_equal(t["ids"], r["ids"])
+
+
 def test_empty_batch_gives_empty_results():
     s = BEAM_BEATS_GREEDY
     r = beam(s.step, s.state(0), 0, 2, [], n_best=2, attention=True)
@@ -432,7 +460,7 @@ class Hyp(NamedTuple):
     attention: tuple
 
 
-def reference_beam_search(model, batch, k, max_lengths, alpha, n_best, vocab):
+def reference_beam_search(model, batch, k, max_lengths, alpha, n_best, vocab, min_length=0):
     """Straightforward per-row beam search with the same rules as nmt.search.beam_search."""
     results, evictions = [], 0
     for row in range(batch):
@@ -449,6 +477,8 @@ def reference_beam_search(model, batch, k, max_lengths, alpha, n_best, vocab):
                     continue
                 logp, state, att = model.np_step(h.prev, t, h.state)
                 words = [EOS_ID] if t >= max_lengths[row] else range(vocab)
+                if t < min_length and t < max_lengths[row]:
+                    logp = np.where(np.arange(vocab) == EOS_ID, -np.inf, logp)
                 for w in words:
                     raw = h.raw + logp[w]
                     score = raw / lp(t + 1, alpha)
@@ -473,8 +503,9 @@ def reference_beam_search(model, batch, k, max_lengths, alpha, n_best, vocab):
     return results, evictions
 
 
+@pytest.mark.parametrize("min_length", [0, 4])
 @pytest.mark.parametrize("kind", [TableModel, RnnModel])
-def test_beam_search_agrees_with_numpy_reference(kind):
+def test_beam_search_agrees_with_numpy_reference(kind, min_length):
     batch, evictions = 6, 0
     model = kind(0, batch=batch)
     vocab = model.table.shape[-1] if kind is TableModel else model.O.shape[1]
@@ -484,10 +515,18 @@ def test_beam_search_agrees_with_numpy_reference(kind):
             n_best = int(rng.integers(1, k + 1))
             max_lengths = rng.integers(0, 9, size=batch).tolist()
             r = beam(
-                model.tf_step, model.tf_state(batch), batch, k, max_lengths, alpha, n_best, True
+                model.tf_step,
+                model.tf_state(batch),
+                batch,
+                k,
+                max_lengths,
+                alpha,
+                n_best,
+                True,
+                min_length=min_length,
             )
             want, evicted = reference_beam_search(
-                model, batch, k, max_lengths, alpha, n_best, vocab
+                model, batch, k, max_lengths, alpha, n_best, vocab, min_length
             )
             evictions += evicted
             width = max(max_lengths)
@@ -496,6 +535,8 @@ def test_beam_search_agrees_with_numpy_reference(kind):
                 for i, (score, raw, tokens, attention) in enumerate(want[row]):
                     where = f"k={k} alpha={alpha} row={row} i={i}"
                     assert hyp(r, row, i) == tokens, where
+                    if score > -np.inf:
+                        assert len(tokens) >= min(min_length, max_lengths[row]), where
                     got = (r["scores"][row, i], r["log_probs"][row, i])
                     np.testing.assert_allclose(got, (score, raw), rtol=1e-4, err_msg=where)
                     expected = np.zeros((width, r["attention"].shape[-1]))
@@ -503,7 +544,8 @@ def test_beam_search_agrees_with_numpy_reference(kind):
                         expected[: len(tokens)] = np.stack(attention)
                     np.testing.assert_allclose(r["attention"][row, i], expected, atol=1e-5)
                 assert not r["ids"][row][np.arange(width) >= r["lengths"][row][:, None]].any()
-    assert evictions > 0  # the cases exercise finished hypotheses leaving the beam
+    if min_length == 0:
+        assert evictions > 0  # the cases exercise finished hypotheses leaving the beam
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])

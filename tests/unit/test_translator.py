@@ -114,7 +114,7 @@ def test_memorised_pairs_translate_exactly(memorised, translator):
     assert translator.translate(memorised.sources, beam_size=4) == memorised.references
 
 
-def reference_greedy(loaded, line: str) -> tuple[list[int], float]:
+def reference_greedy(loaded, line: str, min_length: int = 0) -> tuple[list[int], float]:
     """Greedy decoding as a plain eager loop over model.step: (target ids, log-probability)."""
     import tensorflow as tf
 
@@ -131,6 +131,8 @@ def reference_greedy(loaded, line: str) -> tuple[list[int], float]:
     for step in range(max_length + 1):
         logits, state, _ = model.step(tf.constant([token], tf.int32), state, bundle)
         log_probs = tf.nn.log_softmax(tf.cast(logits[0], tf.float32)).numpy()  # (V,)
+        if step < min(min_length, max_length):
+            log_probs[constants.EOS_ID] = -np.inf
         token = constants.EOS_ID if step == max_length else int(log_probs.argmax())
         total += float(log_probs[token])
         if token == constants.EOS_ID:
@@ -147,6 +149,22 @@ def test_greedy_search_equals_a_plain_argmax_loop(loaded, translator):
         ids, log_prob = reference_greedy(loaded, line)
         assert hyp.text == sp.decode(ids) and hyp.length == len(ids)
         assert hyp.score == pytest.approx(log_prob, abs=1e-4)
+
+
+def test_min_length_keeps_outputs_from_ending_early(loaded, memorised):
+    lines = ["1 2 3", "4", "0 0 0 0"]
+    short, _ = make_translator(loaded, min_length=0)
+    plain = [h[0].length for h in short.translate_hypotheses(lines, beam_size=1)]
+    longer, _ = make_translator(loaded, min_length=8)
+    sp = loaded.vocab.processor("target")
+    greedy = longer.translate_hypotheses(lines, beam_size=1)
+    beam = longer.translate_hypotheses(lines, beam_size=3)
+    assert min(plain) < 8  # so min_length changes these outputs
+    for line, (g,), (b,) in zip(lines, greedy, beam, strict=True):
+        ids, log_prob = reference_greedy(loaded, line, min_length=8)
+        assert g.text == sp.decode(ids) and g.length == len(ids) >= 8
+        assert g.score == pytest.approx(log_prob, abs=1e-4)
+        assert b.length >= 8
 
 
 # === Batching and order ===
