@@ -103,6 +103,8 @@ ALL_SECTIONS = (1, 2, 3, 4, 5)
 PEER_BATCH = 64  # sentences per batch of OpenNMT-tf's NMTSmallV1 with --auto_config
 NMT_A = "nmt NMTSmallV1 shape (a)"  # batch_tokens matched to the peer's 64 sentences
 NMT_B = "nmt NMTSmallV1 shape (b)"  # batch_tokens 4096
+NMT_A_MATCHED = "nmt NMTSmallV1 shape (a), peer's batch"  # decoding batch ~ the peer's 32
+PEER_INFER_BATCH = 32  # sentences per decoding batch of OpenNMT-tf (infer.batch_size default)
 PEER_NAME = "OpenNMT-tf NMTSmallV1"
 SECTION_TITLES = {
     1: "B1. nmt.layers.LSTM vs keras.layers.LSTM",
@@ -391,6 +393,18 @@ def build_length_inputs(
             f"could build only {len(texts)} of {count} inputs of exactly {length} pieces"
         )
     return texts
+
+
+def matched_decode_batch_tokens(
+    source_pieces: Sequence[int], sentences: int = PEER_INFER_BATCH, multiple: int = 8
+) -> int:
+    """`nmt translate --batch-tokens` for batches of about `sentences` sentences: the mean
+    source length in pieces plus EOS, times `sentences`, rounded to a multiple of `multiple`
+    (our batches are length-sorted, so padding is small)."""
+    if not source_pieces:
+        raise BenchError("no source lines to size the decoding batch with")
+    mean = sum(n + 1 for n in source_pieces) / len(source_pieces)
+    return max(multiple, multiple * round(sentences * mean / multiple))
 
 
 def pick_batch_tokens(measured: dict[int, float], target: float, multiple: int = 8) -> int:
@@ -846,7 +860,8 @@ def planned_budget(
     if 2 in sections:
         budget[2] = train
     if 3 in sections:
-        systems = ["small_v1", "recommended"] + (["peer"] if peer else [])
+        # the same-size model twice (its own batch and the peer's), the recommended model
+        systems = ["small_v1", "small_v1", "recommended"] + (["peer"] if peer else [])
         decode = 0.0
         for system in systems:
             startup = PEER_STARTUP_S if system == "peer" else DECODE_STARTUP_S
@@ -1418,23 +1433,28 @@ class Benchmark:
             f"{limited}: {small_dir} with decode.max_length_a {max_length}, max_length_b 0, "
             f"min_length {min_length}"
         )
-        systems = [(NMT_A, limited, "last")]
+        sp = spm_processor(target_spm(small_dir))
+        with open(full_src, encoding="utf-8") as f:
+            matched = matched_decode_batch_tokens([len(sp.encode(line.rstrip("\n"))) for line in f])
+        systems = [(NMT_A, limited, "last", None), (NMT_A_MATCHED, limited, "last", matched)]
         if not self.args.skip_peer:
             self.ensure_peer()
             peer_dir = Path(s2["systems"][2]["model_dir"])
-            systems.append((PEER_NAME, peer_dir, None))
+            systems.append((PEER_NAME, peer_dir, None, None))
             peer_full = self.peer_data.test_src
             if n_full < n_file:
                 peer_full = self.head_file(peer_full, n_full, root / f"test_{n_full}.pieces")
             peer_head = self.head_file(
                 self.peer_data.test_src, plan.head_lines, root / "head.pieces"
             )
-        systems.append((f"nmt recommended ({model.name})", model, "best"))
+        systems.append((f"nmt recommended ({model.name})", model, "best", None))
         rows = []
         for beam in plan.beams:
-            for name, model_dir, checkpoint in systems:
+            for name, model_dir, checkpoint, batch_tokens in systems:
                 row: dict[str, Any] = {"system": name, "beam": beam}
                 tag = re.sub(r"\W+", "_", f"{name.split(' ')[0]}_{model_dir.name}")
+                if batch_tokens:
+                    tag += f"_bt{batch_tokens}"
                 for part in ("full", "head"):
                     out = root / f"{tag}_beam{beam}_{part}.txt"
                     if checkpoint is None:
@@ -1444,7 +1464,7 @@ class Benchmark:
                         )
                     else:
                         src = full_src if part == "full" else head_src
-                        run = self.nmt_decode(model_dir, checkpoint, src, out, beam)
+                        run = self.nmt_decode(model_dir, checkpoint, src, out, beam, batch_tokens)
                     hyp = out.read_text(encoding="utf-8").splitlines()
                     what = f"beam {beam}, {part} ({len(hyp)} lines)"
                     self.record(3, name, what, run["wall"], run["cpu"], run["peak_rss"])
@@ -1474,12 +1494,23 @@ class Benchmark:
         self.save_results()
         return out
 
-    def nmt_decode(self, model_dir: Path, checkpoint: str, src: Path, out: Path, beam: int):
-        """`nmt translate` end to end; output pieces by re-encoding our detokenized output."""
+    def nmt_decode(
+        self,
+        model_dir: Path,
+        checkpoint: str,
+        src: Path,
+        out: Path,
+        beam: int,
+        batch_tokens: Optional[int] = None,
+    ):
+        """`nmt translate` end to end (`--batch-tokens` when given, else the model's config);
+        output pieces by re-encoding our detokenized output."""
         from nmt.config import load_config
 
         command = [*nmt_cli(), "translate", src, "--model", model_dir, "--checkpoint", checkpoint]
         command += ["--beam", str(beam), "-o", out, "--quiet"]
+        if batch_tokens:
+            command += ["--batch-tokens", str(batch_tokens)]
         proc = self.run(command, f"s3_{out.stem}")
         sp = spm_processor(target_spm(model_dir))
         # SentencePiece decode + encode round-trips up to rare non-canonical segmentations.
@@ -1491,7 +1522,7 @@ class Benchmark:
             "peak_rss": proc.peak_rss,
             "pieces": pieces,
             "command": shlex.join(proc.command),
-            "batch": f"{decode.batch_tokens} tokens",
+            "batch": f"{batch_tokens or decode.batch_tokens} tokens",
             "limit": (
                 (f"{decode.min_length}-" if decode.min_length else "")
                 + (
@@ -1501,6 +1532,10 @@ class Benchmark:
                 )
             ),
         }
+
+    def small_batch_tokens_text(self, out: dict) -> str:
+        batches = [r["batch"] for r in out["rows"] if r["system"] == NMT_A]
+        return batches[0].split()[0] if batches else "its config's"
 
     def peer_decode(
         self,
@@ -1626,7 +1661,10 @@ class Benchmark:
             "likewise with the pieces written for those lines. Output pieces: the peer's "
             "tokenized output counted directly; ours is detokenized text, re-encoded with the "
             "model's SentencePiece model. Otherwise the peer uses OpenNMT-tf's inference "
-            "defaults (batch in the table, length penalty 0) and ours the model's decode config; "
+            "defaults (batch in the table, length penalty 0) and ours the model's decode config "
+            f"(batches of {self.small_batch_tokens_text(out)} source tokens), once more with "
+            f"`--batch-tokens` set for about the peer's {PEER_INFER_BATCH} sentences a batch "
+            '(the mean source length plus EOS times 32: "peer\'s batch"); '
             "the recommended model decodes with its own config (length limit in the table, in "
             "pieces).",
             "",

@@ -359,6 +359,16 @@ def test_limited_model_dir_rejects_a_bad_limit_or_directory(tmp_path):
     assert not (tmp_path / "view").exists()
 
 
+def test_matched_decode_batch_tokens():
+    # mean source length 14 pieces + EOS = 15, x 32 sentences = 480
+    assert bm.matched_decode_batch_tokens([13, 14, 15]) == 480
+    assert bm.matched_decode_batch_tokens([13, 14, 15], sentences=2) == 32  # 30 -> 32
+    assert bm.matched_decode_batch_tokens([0]) == 32  # 1 x 32
+    assert bm.matched_decode_batch_tokens([0], sentences=1) == 8  # at least one multiple
+    with pytest.raises(bm.BenchError, match="no source lines"):
+        bm.matched_decode_batch_tokens([])
+
+
 def test_decode_length_options_and_default_model():
     args = bm.parse_args([])
     assert args.decode_max_length == bm.DEFAULT_DECODE_MAX_LENGTH == 15
@@ -387,11 +397,12 @@ def test_planned_decoding_grows_with_the_output_limit():
     short = bm.planned_budget(bm.FULL, [2, 3], peer=True, decode_max_length=50)
     long = bm.planned_budget(bm.FULL, [2, 3], peer=True, decode_max_length=250)
     assert long[2] == short[2] and long[3] > short[3]
-    # worst case: 1100 lines (full + head) of both same-size models at beams 5 and 1
+    # worst case: 1100 lines (full + head) of the same-size models at beams 5 and 1: ours
+    # twice (its own batch and the peer's), the peer's once
     extra = sum(
         1100 * (bm.babble_seconds_per_line(b, 250, p) - bm.babble_seconds_per_line(b, 50, p))
         for b in (5, 1)
-        for p in (False, True)
+        for p in (False, False, True)
     )
     assert long[3] - short[3] == pytest.approx(extra)
     no_peer = bm.planned_budget(bm.FULL, [3], peer=False, decode_max_length=250)
