@@ -1,0 +1,178 @@
+"""Where beam search spends its time: the parts of one search, timed apart on one batch.
+
+Loads a model directory, takes the first --lines lines of --src as one batch (padded to the
+longest, as one translator batch), and times, each as one compiled tf.function after a warm-up
+call (median of --repeats):
+
+    search     the full beam search (nmt.translator.make_search_fn) with every output forced
+               to exactly --length pieces (decode.min_length = maximum), so that an untrained
+               model does the same work as a trained one
+    encoder    model.encode + prepare_memory
+    steps      --length decoder steps (model.step) on batch x beam rows, argmax fed back
+    steps+topk the same plus log_softmax and top-k over the vocabulary at every step
+
+and reports the decoder steps' rate by a count of their matrix work (`decoder_step_flops`).
+What is left of `search` after the encoder and `steps+topk` is the search's own bookkeeping
+(reordering the state, gathers, finished sets).
+
+Usage (repository root, this repository's venv):
+    python scripts/profile_search.py --model DIR [--checkpoint last] --src test2016.en
+        [--lines 264] [--beam 5] [--length 15] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+
+def decoder_step_flops(model_config, vocab_size: int, source_length: int) -> float:
+    """Matrix FLOPs of one decoder step for one row (2 per multiply-add).
+
+    LSTM layers (input feeding widens the first), Luong scores and context over
+    `source_length` memory positions (the keys are projected once per batch, not counted),
+    the attentional layer h~ = tanh([c; h] W_c) and the output layer.
+    """
+    e, u = model_config.embedding_dim, model_config.units
+    width = e + (u if model_config.input_feeding else 0)
+    flops = 0.0
+    for _ in range(model_config.decoder_layers):
+        flops += 2 * 4 * u * (width + u)  # [x, h] W over the four gates
+        width = u
+    flops += 2 * 2 * source_length * u  # scores and context
+    flops += 2 * (2 * u) * u  # h~ = tanh([c; h] W_c)
+    flops += 2 * u * vocab_size  # output layer
+    return float(flops)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path, required=True, help="model directory")
+    parser.add_argument("--checkpoint", default="last", help="best, last or a path")
+    parser.add_argument("--src", type=Path, required=True, help="source text, one per line")
+    parser.add_argument("--lines", type=int, default=264, help="batch size in sentences")
+    parser.add_argument("--beam", type=int, default=5)
+    parser.add_argument("--length", type=int, default=15, help="output pieces per sentence")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    for name in ("lines", "beam", "length", "repeats"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name}: expected at least 1, got {getattr(args, name)}")
+    return args
+
+
+def median_seconds(fn, repeats: int) -> float:
+    fn()  # trace and warm up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if not args.src.is_file():
+        print(f"profile_search: {args.src}: file not found", file=sys.stderr)
+        return 2
+    import numpy as np
+    import tensorflow as tf
+
+    from nmt import constants, search
+    from nmt.checkpoints import load_model
+    from nmt.errors import NmtError
+    from nmt.translator import make_search_fn
+
+    try:
+        loaded = load_model(args.model, args.checkpoint)
+    except NmtError as e:
+        print(f"profile_search: {e}", file=sys.stderr)
+        return 2
+    model, k, steps = loaded.model, args.beam, args.length
+    sp = loaded.vocab.processor("source")
+    with open(args.src, encoding="utf-8") as f:
+        lines = [line.rstrip("\n") for _, line in zip(range(args.lines), f, strict=False)]
+    ids = [sp.encode(line) + [constants.EOS_ID] for line in lines]
+    batch, width = len(ids), max(map(len, ids))
+    source = np.zeros((batch, width), np.int32)
+    for i, row in enumerate(ids):
+        source[i, : len(row)] = row
+    source, lengths = tf.constant(source), tf.constant([len(r) for r in ids], tf.int32)
+
+    searcher = make_search_fn(
+        model, beam_size=k, max_length_a=steps, max_length_b=0.0, min_length=steps
+    )
+    full = tf.function(lambda s, n: searcher(s, n, 0.0).ids, autograph=False)
+
+    @tf.function(autograph=False)
+    def encode():
+        memory, mask, _ = model.encode(source, training=False)
+        return model.prepare_memory(memory, mask)[0]
+
+    memory, mask, state0 = model.encode(source, training=False)
+    tiled = search.tile_beams(model.prepare_memory(memory, mask), k)
+    state = search.tile_beams(state0, k)
+    first = tf.fill([batch * k], constants.BOS_ID)
+
+    def decoder_steps(with_top_k: bool):
+        @tf.function(autograph=False)
+        def run():
+            x, s, out = first, state, None
+            for _ in range(steps):
+                logits, s, _ = model.step(x, s, tiled, training=False)  # (N, V)
+                if with_top_k:
+                    log_probs = tf.nn.log_softmax(logits)  # (N, V)
+                    out, words = tf.math.top_k(log_probs, k=k)  # (N, K)
+                    x = words[:, 0]
+                else:
+                    out = logits
+                    x = tf.argmax(logits, axis=-1, output_type=tf.int32)  # (N,)
+            return out
+
+        return run
+
+    plain, topk = decoder_steps(False), decoder_steps(True)
+    timings = {
+        "search": median_seconds(lambda: full(source, lengths).numpy(), args.repeats),
+        "encoder": median_seconds(lambda: encode().numpy(), args.repeats),
+        "steps": median_seconds(lambda: plain().numpy(), args.repeats),
+        "steps+topk": median_seconds(lambda: topk().numpy(), args.repeats),
+    }
+    vocab_size = int(model.target_vocab_size)
+    mean_source = float(np.mean([len(r) for r in ids]))
+    flops = decoder_step_flops(loaded.config.model, vocab_size, width) * batch * k * steps
+    rows = [
+        ("full beam search", timings["search"]),
+        ("encoder", timings["encoder"]),
+        (f"{steps} decoder steps on {batch * k} rows", timings["steps"]),
+        ("log-softmax + top-k at every step", timings["steps+topk"] - timings["steps"]),
+        (
+            "search bookkeeping (the rest)",
+            timings["search"] - timings["encoder"] - timings["steps+topk"],
+        ),
+    ]
+    print(
+        f"{args.model} ({args.checkpoint}), {batch} sentences of {args.src.name} (mean "
+        f"{mean_source:.1f} pieces with EOS, padded to {width}), beam {k}, {steps} pieces each, "
+        f"target vocabulary {vocab_size}; median of {args.repeats}"
+    )
+    print()
+    print("| part | seconds | share of the search |")
+    print("|---|--:|--:|")
+    for name, seconds in rows:
+        print(f"| {name} | {seconds:.3f} | {seconds / timings['search']:.0%} |")
+    print()
+    print(
+        f"decoder steps: {flops / 1e9:.0f} GFLOP by count "
+        f"({decoder_step_flops(loaded.config.model, vocab_size, width) / 1e6:.1f} MFLOP a row "
+        f"and step), {flops / timings['steps'] / 1e9:.0f} GFLOP/s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

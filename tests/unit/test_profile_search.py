@@ -1,0 +1,62 @@
+"""scripts/profile_search.py: the decoder FLOP count and a run on the tiny memorised model."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from nmt.config import ModelConfig
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "profile_search.py"
+
+
+@pytest.fixture(scope="module")
+def profile_search():
+    spec = importlib.util.spec_from_file_location("profile_search", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["profile_search"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_decoder_step_flops_counts_every_matrix_product(profile_search):
+    small_v1 = ModelConfig(embedding_dim=512, units=512, decoder_layers=2, input_feeding=True)
+    want = (
+        2 * 4 * 512 * (1024 + 512)  # first LSTM: [embedding, h~] and h
+        + 2 * 4 * 512 * (512 + 512)  # second LSTM
+        + 2 * 2 * 37 * 512  # scores and context over 37 positions
+        + 2 * 1024 * 512  # h~ = tanh([c; h] W_c)
+        + 2 * 512 * 8000  # output layer
+    )
+    assert profile_search.decoder_step_flops(small_v1, 8000, 37) == want == 19_802_112
+    no_feed = ModelConfig(embedding_dim=256, units=512, decoder_layers=1, input_feeding=False)
+    assert profile_search.decoder_step_flops(no_feed, 100, 1) == (
+        2 * 4 * 512 * (256 + 512) + 2 * 2 * 512 + 2 * 1024 * 512 + 2 * 512 * 100
+    )
+
+
+def test_runs_on_a_model_and_reports_every_part(profile_search, tmp_path, tmp_path_factory, capsys):
+    from tests.unit.test_translator import make_memorised_model
+
+    memorised = make_memorised_model(tmp_path_factory.getbasetemp())
+    src = tmp_path / "in.txt"
+    src.write_text("".join(line + "\n" for line in memorised.sources), encoding="utf-8")
+    argv = ["--model", str(memorised.model_dir), "--src", str(src), "--lines", "4"]
+    assert profile_search.main([*argv, "--beam", "2", "--length", "3", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "4 sentences of in.txt" in out and "beam 2, 3 pieces each" in out
+    parts = ("full beam search", "encoder", "3 decoder steps on 8 rows", "log-softmax", "search")
+    for part in parts:
+        assert f"| {part}" in out
+    assert "GFLOP/s" in out
+
+
+def test_bad_arguments_exit_2(profile_search, tmp_path, capsys):
+    assert profile_search.main(["--model", str(tmp_path), "--src", str(tmp_path / "no")]) == 2
+    assert "no: file not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        profile_search.parse_args(["--model", "m", "--src", "s", "--beam", "0"])
+    assert exc.value.code == 2
