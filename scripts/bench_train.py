@@ -102,6 +102,25 @@ def vocabulary(config, cache: Path):
     return train_vocab(config.vocab, [config.data.train_source], [config.data.train_target], cache)
 
 
+def decoder_step_flops(model_config, vocab_size: int, source_length: int) -> float:
+    """Matrix FLOPs of one decoder step for one row (2 per multiply-add).
+
+    LSTM layers (input feeding widens the first), Luong scores and context over
+    `source_length` memory positions (the keys are projected once per batch, not counted),
+    the attentional layer h~ = tanh([c; h] W_c) and the output layer.
+    """
+    e, u = model_config.embedding_dim, model_config.units
+    width = e + (u if model_config.input_feeding else 0)
+    flops = 0.0
+    for _ in range(model_config.decoder_layers):
+        flops += 2 * 4 * u * (width + u)  # [x, h] W over the four gates
+        width = u
+    flops += 2 * 2 * source_length * u  # scores and context
+    flops += 2 * (2 * u) * u  # h~ = tanh([c; h] W_c)
+    flops += 2 * u * vocab_size  # output layer
+    return float(flops)
+
+
 def step_flops(source, target_in, model_config, vocab_size: int) -> float:
     """Matmul FLOPs of forward + backward (3 x forward) for one padded batch."""
     b, s = source.shape
@@ -112,16 +131,9 @@ def step_flops(source, target_in, model_config, vocab_size: int) -> float:
     for _ in range(model_config.encoder_layers):
         enc += 2 * 4 * u * (width + u) * b * s  # x W + h U
         width = u
-    dec = 0.0
-    width = e + (u if model_config.input_feeding else 0)
-    for _ in range(model_config.decoder_layers):
-        dec += 2 * 4 * u * (width + u) * b * t
-        width = u
     keys = 2 * u * u * b * s  # general: memory W_a, once per batch
-    attend = 2 * 2 * s * u * b * t  # scores and context
-    combine = 2 * (2 * u) * u * b * t  # h~ = tanh([c; h] W_c)
-    output = 2 * u * vocab_size * b * t
-    return 3.0 * (enc + dec + keys + attend + combine + output)
+    dec = decoder_step_flops(model_config, vocab_size, s) * b * t
+    return 3.0 * (enc + keys + dec)
 
 
 def build_trainer(config, vocab, variant: str):

@@ -1433,9 +1433,13 @@ class Benchmark:
             f"{limited}: {small_dir} with decode.max_length_a {max_length}, max_length_b 0, "
             f"min_length {min_length}"
         )
-        sp = spm_processor(target_spm(small_dir))
+        from nmt.config import load_config
+        from nmt.vocab import Vocab
+
+        sp = Vocab.load(small_dir).processor("source")
         with open(full_src, encoding="utf-8") as f:
             matched = matched_decode_batch_tokens([len(sp.encode(line.rstrip("\n"))) for line in f])
+        own_batch_tokens = load_config(limited / "config.yaml").decode.batch_tokens
         systems = [(NMT_A, limited, "last", None), (NMT_A_MATCHED, limited, "last", matched)]
         if not self.args.skip_peer:
             self.ensure_peer()
@@ -1486,6 +1490,7 @@ class Benchmark:
             "steps": s2["systems"][0]["steps"],
             "max_length": max_length,
             "min_length": min_length,
+            "batch_tokens": own_batch_tokens,
             "limited_model_dir": str(limited),
             "small_model_dir": str(small_dir),
             "processes": [p for p in self.procs if p["section"] == 3],
@@ -1532,10 +1537,6 @@ class Benchmark:
                 )
             ),
         }
-
-    def small_batch_tokens_text(self, out: dict) -> str:
-        batches = [r["batch"] for r in out["rows"] if r["system"] == NMT_A]
-        return batches[0].split()[0] if batches else "its config's"
 
     def peer_decode(
         self,
@@ -1662,7 +1663,7 @@ class Benchmark:
             "tokenized output counted directly; ours is detokenized text, re-encoded with the "
             "model's SentencePiece model. Otherwise the peer uses OpenNMT-tf's inference "
             "defaults (batch in the table, length penalty 0) and ours the model's decode config "
-            f"(batches of {self.small_batch_tokens_text(out)} source tokens), once more with "
+            f"(batches of {out.get('batch_tokens', 'its config')} source tokens), once more with "
             f"`--batch-tokens` set for about the peer's {PEER_INFER_BATCH} sentences a batch "
             '(the mean source length plus EOS times 32: "peer\'s batch"); '
             "the recommended model decodes with its own config (length limit in the table, in "

@@ -11,7 +11,8 @@ call (median of --repeats):
     steps      --length decoder steps (model.step) on batch x beam rows, argmax fed back
     steps+topk the same plus log_softmax and top-k over the vocabulary at every step
 
-and reports the decoder steps' rate by a count of their matrix work (`decoder_step_flops`).
+and reports the decoder steps' rate by a count of their matrix work (bench_train's
+`decoder_step_flops`, the decoder part of its training-step count).
 What is left of `search` after the encoder and `steps+topk` is the search's own bookkeeping
 (reordering the state, gathers, finished sets).
 
@@ -28,24 +29,11 @@ import sys
 import time
 from pathlib import Path
 
+SCRIPTS = Path(__file__).resolve().parent
+if str(SCRIPTS) not in sys.path:
+    sys.path.insert(0, str(SCRIPTS))
 
-def decoder_step_flops(model_config, vocab_size: int, source_length: int) -> float:
-    """Matrix FLOPs of one decoder step for one row (2 per multiply-add).
-
-    LSTM layers (input feeding widens the first), Luong scores and context over
-    `source_length` memory positions (the keys are projected once per batch, not counted),
-    the attentional layer h~ = tanh([c; h] W_c) and the output layer.
-    """
-    e, u = model_config.embedding_dim, model_config.units
-    width = e + (u if model_config.input_feeding else 0)
-    flops = 0.0
-    for _ in range(model_config.decoder_layers):
-        flops += 2 * 4 * u * (width + u)  # [x, h] W over the four gates
-        width = u
-    flops += 2 * 2 * source_length * u  # scores and context
-    flops += 2 * (2 * u) * u  # h~ = tanh([c; h] W_c)
-    flops += 2 * u * vocab_size  # output layer
-    return float(flops)
+from bench_train import decoder_step_flops  # noqa: E402  (one count for training and here)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -144,7 +132,8 @@ def main(argv=None) -> int:
     }
     vocab_size = int(model.target_vocab_size)
     mean_source = float(np.mean([len(r) for r in ids]))
-    flops = decoder_step_flops(loaded.config.model, vocab_size, width) * batch * k * steps
+    row_flops = decoder_step_flops(loaded.config.model, vocab_size, width)
+    flops = row_flops * batch * k * steps
     rows = [
         ("full beam search", timings["search"]),
         ("encoder", timings["encoder"]),
@@ -168,7 +157,7 @@ def main(argv=None) -> int:
     print()
     print(
         f"decoder steps: {flops / 1e9:.0f} GFLOP by count "
-        f"({decoder_step_flops(loaded.config.model, vocab_size, width) / 1e6:.1f} MFLOP a row "
+        f"({row_flops / 1e6:.1f} MFLOP a row "
         f"and step), {flops / timings['steps'] / 1e9:.0f} GFLOP/s"
     )
     return 0
