@@ -61,8 +61,18 @@ class ModelConfig:
     bidirectional: bool = False
     bidirectional_merge: Literal["concat", "sum"] = "concat"  # concat halves per-direction units
     attention: Literal["dot", "general", "concat", "bahdanau"] = "general"
+    # dot/general scores divided by sqrt(units) ("sqrt"), or not ("none"); "auto" = sqrt for
+    # dot/general, none for the additive scores. Unscaled dot/general attention collapses onto
+    # the last source positions on Multi30k (BENCHMARKS.md, "Attention"). Model directories
+    # saved before this key existed load as "none".
+    attention_scale: Literal["auto", "none", "sqrt", "normed"] = "auto"
     input_feeding: bool = True
-    dropout: float = 0.3
+    dropout: float = 0.3  # base rate for the three sites below when they are unset
+    embedding_dropout: Optional[float] = None  # source and target embeddings (None: dropout)
+    hidden_dropout: Optional[float] = None  # between stacked LSTM layers (None: dropout)
+    output_dropout: Optional[float] = None  # on h~, before the output layer (None: dropout)
+    memory_dropout: float = 0.0  # on the encoder output that attention reads (the context)
+    word_dropout: float = 0.0  # zero whole target input words' embeddings with this probability
     residual: bool = True  # residual connections from the second layer on
     bridge: Literal["copy", "dense", "none"] = "copy"  # encoder final states -> decoder initial
     tie_output_embeddings: bool = False
@@ -153,9 +163,9 @@ class Config:
             raise ConfigError(f"vocab.size must be at least 8, got {self.vocab.size}")
         if not 0.0 < self.vocab.character_coverage <= 1.0:
             raise ConfigError("vocab.character_coverage must be in (0, 1]")
-        for key in ("model.dropout", "train.label_smoothing"):
+        for key in (*DROPOUT_KEYS, "train.label_smoothing"):
             value = _get(self, key)
-            if not 0.0 <= value < 1.0:
+            if value is not None and not 0.0 <= value < 1.0:
                 raise ConfigError(f"{key} must be in [0, 1), got {value}")
         if self.train.learning_rate <= 0:
             raise ConfigError(
@@ -183,6 +193,9 @@ class Config:
 
 
 _SECTIONS = {f.name: f for f in dataclasses.fields(Config)}
+DROPOUT_KEYS = tuple(
+    f"model.{f.name}" for f in dataclasses.fields(ModelConfig) if f.name.endswith("dropout")
+)
 
 
 def _get(config: Config, dotted: str) -> Any:

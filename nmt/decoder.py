@@ -7,6 +7,7 @@ import tensorflow as tf
 from keras import ops
 
 from nmt.layers.attention import SCORES, Attention
+from nmt.layers.dropout import extra_dropouts, resolve_rate
 from nmt.layers.lstm import LSTM
 
 BRIDGES = ("copy", "dense", "none")
@@ -163,13 +164,13 @@ class Decoder(keras.layers.Layer):
 
     At target step t, with y_t the previous target token (BOS first):
 
-        (1) in_1   = [dropout(E y_t); h~_{t-1}]   with input feeding (h~_0 = 0),
-                     dropout(E y_t)               without
+        (0) e_t    = dropout_emb(word_drop(E y_t))   word_drop zeroes whole words
+        (1) in_1   = [e_t; h~_{t-1}]   with input feeding (h~_0 = 0), e_t without
         (2) h^l_t  = LSTM_l(in_l, state^l_{t-1})
         (3) out_l  = h^l_t + in_l  if residual and l >= 2, else h^l_t
-        (4) in_l+1 = dropout(out_l)
+        (4) in_l+1 = dropout_hidden(out_l)
         (5) c_t, a_t = Attention(query = out_L, memory)             (see `Attention`)
-        (6) h~_t   = dropout(tanh([c_t; out_L] W_c))               (Luong eq. 5)
+        (6) h~_t   = dropout_out(tanh([c_t; out_L] W_c))           (Luong eq. 5)
         (7) logits = h~_t W_o + b_o   in float32                   (see `OutputProjection`)
 
     Initial states (the bridge from the encoder's final per-layer (h, c)):
@@ -196,8 +197,13 @@ class Decoder(keras.layers.Layer):
         units: int. Width of every LSTM layer, of h~ and of the encoder memory.
         num_layers: int. Number of LSTM layers.
         attention: str. Attention score: "dot", "general", "concat" or "bahdanau".
+        attention_scale: str. "auto", "none" or "sqrt" (see `Attention`).
+        embedding_dropout, hidden_dropout, output_dropout: float or None. Rates on the target
+            embeddings, between layers and on h~ (None: `dropout`).
+        word_dropout: float. Probability of zeroing a whole target input word's embedding.
         input_feeding: bool. Feed h~_{t-1} to the first layer.
-        dropout: float. Dropout rate on the embeddings, between layers and on h~.
+        dropout: float. Base dropout rate: on the embeddings, between layers and on h~ unless
+            the per-site rates below say otherwise.
         residual: bool. Residual connections from the second layer on.
         bridge: str. "copy", "dense" or "none".
         tie_output_embeddings: bool. Use the target embedding matrix as W_o^T (needs
@@ -211,7 +217,9 @@ class Decoder(keras.layers.Layer):
         memory_mask: bool `(B, S)`, True at real source tokens.
         initial_state: the state nest from `initial_state()`.
         training: bool.
-    Returns float32 logits `(B, T, V)`.
+        return_attention: bool. Also return the attention weights.
+    Returns float32 logits `(B, T, V)`, or `(logits, attention float32 (B, T, S))` with
+    `return_attention`.
     """
 
     def __init__(
@@ -227,6 +235,11 @@ class Decoder(keras.layers.Layer):
         bridge: str = "copy",
         tie_output_embeddings: bool = False,
         embedding: keras.layers.Embedding | None = None,
+        attention_scale: str = "auto",
+        embedding_dropout: float | None = None,
+        hidden_dropout: float | None = None,
+        output_dropout: float | None = None,
+        word_dropout: float = 0.0,
         **kwargs,
     ):
         # No automatic input casting: under 16-bit policies the cell states c of
@@ -249,6 +262,11 @@ class Decoder(keras.layers.Layer):
         self.units = units
         self.num_layers = num_layers
         self.attention = attention
+        self.attention_scale = attention_scale
+        self.embedding_dropout = embedding_dropout
+        self.hidden_dropout = hidden_dropout
+        self.output_dropout = output_dropout
+        self.word_dropout = word_dropout
         self.input_feeding = input_feeding
         self.dropout = dropout
         self.residual = residual
@@ -261,13 +279,19 @@ class Decoder(keras.layers.Layer):
                 vocab_size, embedding_dim, dtype=self.dtype_policy, name="embedding"
             )
         self.embedding = embedding
-        self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
-        self.seed_generator = keras.random.SeedGenerator() if dropout > 0 else None
+        rates = self._rates()
+        self.dropout_layer = keras.layers.Dropout(rates["embedding"], dtype=self.dtype_policy)
+        # Draws the input-feeding loop's masks (h~ and between layers) all at once.
+        loop_noise = rates["output"] > 0 or rates["hidden"] > 0
+        self.seed_generator = keras.random.SeedGenerator() if loop_noise else None
+        self.word_seed = keras.random.SeedGenerator() if word_dropout > 0 else None
         self.rnn_layers = [
             LSTM(units, return_sequences=True, dtype=self.dtype_policy, name=f"lstm_{i}")
             for i in range(num_layers)
         ]
-        self.attention_layer = Attention(attention, dtype=self.dtype_policy, name="attention")
+        self.attention_layer = Attention(
+            attention, scale=attention_scale, dtype=self.dtype_policy, name="attention"
+        )
         self.bridge_layers = []
         if bridge == "dense":
             for i in range(num_layers):
@@ -280,6 +304,30 @@ class Decoder(keras.layers.Layer):
             tied_embedding=embedding if tie_output_embeddings else None,
             name="output_projection",
         )
+        self.site_dropouts = extra_dropouts(rates["embedding"], rates, self.dtype_policy)
+
+    def _rates(self) -> dict[str, float]:
+        return {
+            "embedding": resolve_rate(self.embedding_dropout, self.dropout),
+            "hidden": resolve_rate(self.hidden_dropout, self.dropout),
+            "output": resolve_rate(self.output_dropout, self.dropout),
+        }
+
+    def _drop(self, site, x, training):
+        """Dropout at `site` with its own rate (the base-rate layer when they agree)."""
+        if not self._rates()[site]:
+            return x
+        return self.site_dropouts.get(site, self.dropout_layer)(x, training=training)
+
+    def _embed(self, ids, training):
+        """e = dropout_emb(word_drop(E y)): `(..., E)` for ids `(...)`."""
+        embedded = self.embedding(ids)  # (..., E)
+        if training and self.word_dropout > 0:
+            shape = (*ops.shape(embedded)[:-1], 1)  # one draw per word
+            embedded = keras.random.dropout(
+                embedded, self.word_dropout, noise_shape=shape, seed=self.word_seed
+            )
+        return self._drop("embedding", embedded, training)
 
     def build(self, input_shape=None):
         if not self.embedding.built:
@@ -332,39 +380,48 @@ class Decoder(keras.layers.Layer):
 
     # === Teacher forcing ===
 
-    def call(self, target_ids, memory, memory_mask, initial_state, training=False):
+    def call(
+        self, target_ids, memory, memory_mask, initial_state, training=False, return_attention=False
+    ):
         memory, memory_mask, *keys = self.prepare_memory(memory, memory_mask)
-        embedded = self.embedding(target_ids)  # (B, T, E)
-        embedded = self.dropout_layer(embedded, training=training)
-        if self.input_feeding:
-            h_tilde = self._feeding_loop(
-                embedded, memory, memory_mask, tuple(keys), initial_state, training
-            )
-        else:
-            h_tilde = self._whole_sequence(
-                embedded, memory, memory_mask, tuple(keys), initial_state, training
-            )
-        return self.output_projection(h_tilde)  # (B, T, V) float32
+        embedded = self._embed(target_ids, training)  # (B, T, E)
+        run = self._feeding_loop if self.input_feeding else self._whole_sequence
+        h_tilde, attention = run(
+            embedded, memory, memory_mask, tuple(keys), initial_state, training, return_attention
+        )
+        logits = self.output_projection(h_tilde)  # (B, T, V) float32
+        return (logits, attention) if return_attention else logits
 
-    def _whole_sequence(self, embedded, memory, memory_mask, keys, initial_state, training):
-        """Without input feeding: whole-sequence LSTM layers, then batched attention."""
+    def _whole_sequence(
+        self, embedded, memory, memory_mask, keys, initial_state, training, return_attention
+    ):
+        """Without input feeding: whole-sequence LSTM layers, then batched attention.
+
+        Returns `(h~ (B, T, units), attention float32 (B, T, S))`.
+        """
         layer_states, _ = initial_state
         outputs = embedded  # (B, T, E)
         for i, layer in enumerate(self.rnn_layers):
             if i > 0:
-                outputs = self.dropout_layer(outputs, training=training)  # (B, T, units)
+                outputs = self._drop("hidden", outputs, training)  # (B, T, units)
             inputs = outputs
             h, c = layer_states[i]
             outputs = layer(inputs, initial_state=[h, c], training=training)  # (B, T, units)
             if self._residual_at(i, inputs):
                 outputs = outputs + inputs
         params = self.attention_layer.parameters(self.compute_dtype)
-        context, _ = self.attention_layer.attend(outputs, memory, memory_mask, keys, params)
+        context, weights = self.attention_layer.attend(outputs, memory, memory_mask, keys, params)
         h_tilde = self.attention_layer.attentional_hidden(context, outputs, params)  # (B, T, u)
-        return self.dropout_layer(h_tilde, training=training)
+        return self._drop("output", h_tilde, training), weights
 
-    def _feeding_loop(self, embedded, memory, memory_mask, keys, initial_state, training):
-        """With input feeding: one tf.while_loop over t; returns h~ `(B, T, units)`."""
+    def _feeding_loop(
+        self, embedded, memory, memory_mask, keys, initial_state, training, return_attention
+    ):
+        """With input feeding: one tf.while_loop over t.
+
+        Returns `(h~ (B, T, units), attention float32 (B, T, S) or None)`; the attention
+        weights are kept only when `return_attention` is set.
+        """
         dtype = self.compute_dtype
         units, emb_dim, num_layers = self.units, self.embedding_dim, self.num_layers
         cells = [layer.cell for layer in self.rnn_layers]
@@ -399,17 +456,18 @@ class Decoder(keras.layers.Layer):
             matmuls.append(_LoopMatmul(weight, steps, batch, base=tf.broadcast_to(bias, gates)))
         matmuls.append(_LoopMatmul(params["output_kernel"], steps, batch))
 
-        use_noise = bool(training) and self.dropout > 0
+        use_noise = bool(training) and self.seed_generator is not None
         if use_noise:
-            # Masks for h~ (index 0) and for the inputs of layers 2..L (index l), all steps.
-            noise = keras.random.dropout(
-                ops.ones([steps, num_layers, batch, units], dtype),
-                self.dropout,
-                seed=self.seed_generator,
-            )  # (T, L, B, units)
+            noise = self._loop_masks(steps, batch, dtype)  # (T, L, B, units)
             noise_ta = tf.TensorArray(dtype, size=steps, element_shape=[num_layers, None, units])
             noise_ta = noise_ta.unstack(noise)
         outputs_ta = tf.TensorArray(dtype, size=steps, element_shape=[None, units])
+        # The attention weights travel through the loop only when they are wanted.
+        kept = (
+            (tf.TensorArray(tf.float32, size=steps, element_shape=[None, None]),)
+            if return_attention
+            else ()
+        )
 
         layer_states, feed = initial_state
         hs = tuple(ops.cast(h, dtype) for h, _ in layer_states)
@@ -419,7 +477,7 @@ class Decoder(keras.layers.Layer):
         )
         feed = ops.cast(feed, dtype)
 
-        def body(t, hs, cs, feed, outputs_ta, recorded):
+        def body(t, hs, cs, feed, outputs_ta, kept, recorded):
             recorded = list(recorded)
             if use_noise:
                 masks = noise_ta.read(t)  # (L, B, units)
@@ -432,7 +490,9 @@ class Decoder(keras.layers.Layer):
                 new_hs.append(h)
                 new_cs.append(c)
                 top = h + inputs if i > 0 and self._residual_at(i, inputs) else h  # (B, units)
-            context, _ = self.attention_layer.attend(top, memory, memory_mask, keys, params)
+            context, weights = self.attention_layer.attend(top, memory, memory_mask, keys, params)
+            if return_attention:
+                kept = (kept[0].write(t, tf.stop_gradient(weights)),)  # (B, S) at t
             # h~ = tanh([c_t; out_L] W_c), as Attention.attentional_hidden.
             joined = tf.concat([context, top], 1)  # (B, units + units)
             recorded[-1] = _LoopMatmul.record(recorded[-1], t, joined)
@@ -440,17 +500,45 @@ class Decoder(keras.layers.Layer):
             if use_noise:
                 h_tilde = h_tilde * masks[0]
             outputs_ta = outputs_ta.write(t, h_tilde)
-            return t + 1, tuple(new_hs), tuple(new_cs), h_tilde, outputs_ta, tuple(recorded)
+            new_state = (tuple(new_hs), tuple(new_cs), h_tilde)
+            return (t + 1, *new_state, outputs_ta, kept, tuple(recorded))
 
-        _, _, _, _, outputs_ta, recorded = tf.while_loop(
+        _, _, _, _, outputs_ta, kept, recorded = tf.while_loop(
             lambda t, *_: t < steps,
             body,
-            (tf.constant(0), hs, cs, feed, outputs_ta, tuple(m.recorded for m in matmuls)),
+            (
+                tf.constant(0),
+                hs,
+                cs,
+                feed,
+                outputs_ta,
+                kept,
+                tuple(m.recorded for m in matmuls),
+            ),
             maximum_iterations=steps,  # XLA needs a bound for TensorArrays written in the loop
         )
         for matmul, stack in zip(matmuls, recorded, strict=True):
             matmul.finish(stack)
-        return tf.transpose(outputs_ta.stack(), [1, 0, 2])  # (B, T, units)
+        h_tilde = tf.transpose(outputs_ta.stack(), [1, 0, 2])  # (B, T, units)
+        if not return_attention:
+            return h_tilde, None
+        return h_tilde, tf.transpose(kept[0].stack(), [1, 0, 2])  # (B, T, S)
+
+    def _loop_masks(self, steps, batch, dtype):
+        """Dropout masks for h~ (index 0) and the inputs of layers 2..L (index l), all steps:
+        `(T, L, B, units)`, scaled by 1 / (1 - rate). One draw when the two rates agree."""
+        rates, num_layers, units = self._rates(), self.num_layers, self.units
+
+        def masks(rate, count):
+            ones = ops.ones([steps, count, batch, units], dtype)
+            return keras.random.dropout(ones, rate, seed=self.seed_generator) if rate else ones
+
+        if rates["output"] == rates["hidden"]:
+            return masks(rates["output"], num_layers)
+        parts = [masks(rates["output"], 1)]
+        if num_layers > 1:
+            parts.append(masks(rates["hidden"], num_layers - 1))
+        return ops.concatenate(parts, axis=1)
 
     def _residual_at(self, i, inputs):
         return self.residual and i > 0 and inputs.shape[-1] == self.units
@@ -466,13 +554,13 @@ class Decoder(keras.layers.Layer):
         """
         layer_states, feed = state
         memory, memory_mask, *keys = memory_bundle
-        inputs = self.dropout_layer(self.embedding(ids), training=training)  # (N, E)
+        inputs = self._embed(ids, training)  # (N, E)
         if self.input_feeding:
             inputs = ops.concatenate([inputs, ops.cast(feed, inputs.dtype)], axis=-1)
         new_states, outputs = [], inputs
         for i, layer in enumerate(self.rnn_layers):
             if i > 0:
-                outputs = self.dropout_layer(outputs, training=training)  # (N, units)
+                outputs = self._drop("hidden", outputs, training)  # (N, units)
             inputs = outputs
             h, c = layer_states[i]
             outputs, (h, c) = layer.cell(inputs, [h, c], training=training)  # (N, units)
@@ -484,7 +572,7 @@ class Decoder(keras.layers.Layer):
             outputs, memory, memory_mask, tuple(keys), params
         )
         h_tilde = self.attention_layer.attentional_hidden(context, outputs, params)  # (N, units)
-        h_tilde = self.dropout_layer(h_tilde, training=training)
+        h_tilde = self._drop("output", h_tilde, training)
         logits = self.output_projection(h_tilde)  # (N, V) float32
         return logits, (tuple(new_states), h_tilde), weights
 
@@ -497,6 +585,11 @@ class Decoder(keras.layers.Layer):
                 "units": self.units,
                 "num_layers": self.num_layers,
                 "attention": self.attention,
+                "attention_scale": self.attention_scale,
+                "embedding_dropout": self.embedding_dropout,
+                "hidden_dropout": self.hidden_dropout,
+                "output_dropout": self.output_dropout,
+                "word_dropout": self.word_dropout,
                 "input_feeding": self.input_feeding,
                 "dropout": self.dropout,
                 "residual": self.residual,
@@ -505,3 +598,9 @@ class Decoder(keras.layers.Layer):
             }
         )
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config.setdefault("attention_scale", "none")  # saved before scales existed: unscaled
+        return cls(**config)

@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from nmt.constants import PAD_ID
+from nmt.layers.dropout import extra_dropouts, resolve_rate
 from nmt.layers.lstm import LSTM
 
 MERGES = ("concat", "sum")
@@ -16,11 +17,11 @@ class Encoder(keras.layers.Layer):
     """Embeddings followed by `num_layers` LSTM layers, optionally bidirectional.
 
         (1) m_s     = (x_s != PAD)                                   source mask
-        (2) in_1    = dropout(E x_s)
+        (2) in_1    = dropout_emb(E x_s)
         (3) h^l     = LSTM_l(in_l)           masked: padding never updates a state
         (4) out_l   = h^l + in_l  if residual and l >= 2, else h^l
-        (5) in_l+1  = dropout(out_l)
-        (6) memory  = out_L
+        (5) in_l+1  = dropout_hidden(out_l)
+        (6) memory  = dropout_memory(out_L)  (the final states are not dropped)
 
     Bidirectional layers run one LSTM forward and one backward; `bidirectional_merge` "concat"
     gives each direction units // 2 (outputs and final states concatenated [fw; bw]), "sum"
@@ -35,7 +36,11 @@ class Encoder(keras.layers.Layer):
         num_layers: int. Number of LSTM layers.
         bidirectional: bool. Bidirectional layers.
         bidirectional_merge: str. "concat" or "sum".
-        dropout: float. Dropout rate on the embeddings and between layers.
+        dropout: float. Base dropout rate: on the embeddings and between layers unless
+            `embedding_dropout` / `hidden_dropout` say otherwise.
+        embedding_dropout: float or None. Rate on the embeddings (None: `dropout`).
+        hidden_dropout: float or None. Rate between layers (None: `dropout`).
+        memory_dropout: float. Rate on the memory, the output that attention reads.
         residual: bool. Residual connections from the second layer on.
         embedding: optional `keras.layers.Embedding` to use (shared with the decoder) instead
             of creating one. Not serialized as shared: `from_config` creates a new one.
@@ -58,6 +63,9 @@ class Encoder(keras.layers.Layer):
         dropout: float = 0.0,
         residual: bool = True,
         embedding: keras.layers.Embedding | None = None,
+        embedding_dropout: float | None = None,
+        hidden_dropout: float | None = None,
+        memory_dropout: float = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -76,6 +84,9 @@ class Encoder(keras.layers.Layer):
         self.bidirectional_merge = bidirectional_merge
         self.dropout = dropout
         self.residual = residual
+        self.embedding_dropout = embedding_dropout
+        self.hidden_dropout = hidden_dropout
+        self.memory_dropout = memory_dropout
 
         # === Layers ===
         if embedding is None:
@@ -83,7 +94,8 @@ class Encoder(keras.layers.Layer):
                 vocab_size, embedding_dim, dtype=self.dtype_policy, name="embedding"
             )
         self.embedding = embedding
-        self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
+        base = resolve_rate(embedding_dropout, dropout)
+        self.dropout_layer = keras.layers.Dropout(base, dtype=self.dtype_policy)
         direction_units = units // 2 if bidirectional and bidirectional_merge == "concat" else units
         self.rnn_layers = []
         for i in range(num_layers):
@@ -102,6 +114,20 @@ class Encoder(keras.layers.Layer):
                     name=f"bidirectional_{i}",
                 )
             self.rnn_layers.append(lstm)
+        self.site_dropouts = extra_dropouts(base, self._rates(), self.dtype_policy)
+
+    def _rates(self) -> dict[str, float]:
+        return {
+            "embedding": resolve_rate(self.embedding_dropout, self.dropout),
+            "hidden": resolve_rate(self.hidden_dropout, self.dropout),
+            "memory": self.memory_dropout,
+        }
+
+    def _drop(self, site, x, training):
+        """Dropout at `site` with its own rate (the base-rate layer when they agree)."""
+        if not self._rates()[site]:
+            return x
+        return self.site_dropouts.get(site, self.dropout_layer)(x, training=training)
 
     def build(self, input_shape=None):
         if not self.embedding.built:
@@ -117,7 +143,8 @@ class Encoder(keras.layers.Layer):
         outputs = self.embedding(source_ids)  # (B, S, E)
         final_states = []
         for i, layer in enumerate(self.rnn_layers):
-            inputs = self.dropout_layer(outputs, training=training)  # (B, S, E or units)
+            site = "hidden" if i else "embedding"
+            inputs = self._drop(site, outputs, training)  # (B, S, E or units)
             results = layer(inputs, mask=mask, training=training)
             outputs = results[0]  # (B, S, units)
             if self.bidirectional:
@@ -132,6 +159,7 @@ class Encoder(keras.layers.Layer):
             if self.residual and i > 0 and inputs.shape[-1] == outputs.shape[-1]:
                 outputs = outputs + inputs
             final_states.append((h, c))
+        outputs = self._drop("memory", outputs, training)  # (B, S, units)
         return outputs, mask, tuple(final_states)
 
     def get_config(self):
@@ -146,6 +174,9 @@ class Encoder(keras.layers.Layer):
                 "bidirectional_merge": self.bidirectional_merge,
                 "dropout": self.dropout,
                 "residual": self.residual,
+                "embedding_dropout": self.embedding_dropout,
+                "hidden_dropout": self.hidden_dropout,
+                "memory_dropout": self.memory_dropout,
             }
         )
         return config

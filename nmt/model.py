@@ -8,12 +8,12 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from nmt.config import ModelConfig
+from nmt.config import DROPOUT_KEYS, ModelConfig
 from nmt.constants import EOS_ID, PAD_ID
 from nmt.decoder import BRIDGES, Decoder
 from nmt.encoder import MERGES, Encoder
 from nmt.errors import ConfigError
-from nmt.layers.attention import SCORES
+from nmt.layers.attention import SCALES, SCORES
 
 
 @keras.saving.register_keras_serializable(package="nmt")
@@ -37,8 +37,13 @@ class Seq2Seq(keras.Model):
         bidirectional: bool. Bidirectional encoder layers.
         bidirectional_merge: str. "concat" (units // 2 per direction) or "sum" (units each).
         attention: str. "dot", "general", "concat" or "bahdanau".
+        attention_scale: str. "auto", "none", "sqrt" or "normed" (see
+            `nmt.layers.attention.Attention`).
         input_feeding: bool. Feed h~_{t-1} into the decoder's first layer.
-        dropout: float. Dropout rate (embeddings, between layers, h~).
+        dropout: float. Base dropout rate (embeddings, between layers, h~).
+        embedding_dropout, hidden_dropout, output_dropout: float or None. Per-site rates
+            (None: `dropout`); memory_dropout: float, on the encoder output attention reads;
+            word_dropout: float, whole target input words (see `Decoder`, `Encoder`).
         residual: bool. Residual connections from the second layer on.
         bridge: str. "copy", "dense" (both need encoder_layers == decoder_layers) or "none".
         tie_output_embeddings: bool. Output projection uses the target embedding matrix
@@ -49,7 +54,8 @@ class Seq2Seq(keras.Model):
     Call arguments:
         inputs: `(source_ids (B, S), target_in_ids (B, T))`, int, padded with PAD_ID.
         training: bool.
-    Returns float32 logits `(B, T, V_target)`.
+        return_attention: bool. Also return the attention weights `(B, T, S)` float32.
+    Returns float32 logits `(B, T, V_target)` (with `return_attention`, `(logits, weights)`).
 
     Decoding API (for `nmt.search`): `encode`, `prepare_memory`, `step`.
     """
@@ -71,6 +77,12 @@ class Seq2Seq(keras.Model):
         bridge: str = "copy",
         tie_output_embeddings: bool = False,
         share_embeddings: bool = False,
+        attention_scale: str = "auto",
+        embedding_dropout: float | None = None,
+        hidden_dropout: float | None = None,
+        output_dropout: float | None = None,
+        memory_dropout: float = 0.0,
+        word_dropout: float = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -84,6 +96,12 @@ class Seq2Seq(keras.Model):
         self.bidirectional = bidirectional
         self.bidirectional_merge = bidirectional_merge
         self.attention = attention
+        self.attention_scale = attention_scale
+        self.embedding_dropout = embedding_dropout
+        self.hidden_dropout = hidden_dropout
+        self.output_dropout = output_dropout
+        self.memory_dropout = memory_dropout
+        self.word_dropout = word_dropout
         self.input_feeding = input_feeding
         self.dropout = dropout
         self.residual = residual
@@ -108,6 +126,9 @@ class Seq2Seq(keras.Model):
             dropout=dropout,
             residual=residual,
             embedding=shared,
+            embedding_dropout=embedding_dropout,
+            hidden_dropout=hidden_dropout,
+            memory_dropout=memory_dropout,
             dtype=self.dtype_policy,
             name="encoder",
         )
@@ -117,6 +138,11 @@ class Seq2Seq(keras.Model):
             units=units,
             num_layers=decoder_layers,
             attention=attention,
+            attention_scale=attention_scale,
+            embedding_dropout=embedding_dropout,
+            hidden_dropout=hidden_dropout,
+            output_dropout=output_dropout,
+            word_dropout=word_dropout,
             input_feeding=input_feeding,
             dropout=dropout,
             residual=residual,
@@ -139,14 +165,27 @@ class Seq2Seq(keras.Model):
                 raise ConfigError(
                     f"{key} must be an integer > {EOS_ID} (the special ids), got {value!r}"
                 )
-        choices = {"attention": SCORES, "bridge": BRIDGES, "bidirectional_merge": MERGES}
+        choices = {
+            "attention": SCORES,
+            "attention_scale": SCALES,
+            "bridge": BRIDGES,
+            "bidirectional_merge": MERGES,
+        }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(
                     f"model.{key}: {getattr(self, key)!r} is not one of: {', '.join(allowed)}"
                 )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
+        if self.attention_scale in ("sqrt", "normed") and self.attention not in ("dot", "general"):
+            raise ConfigError(
+                f"model.attention_scale {self.attention_scale!r} applies to dot and general "
+                "attention, not "
+                f"{self.attention!r}; use auto or none"
+            )
+        for key in DROPOUT_KEYS:
+            value = getattr(self, key.split(".")[1])
+            if value is not None and not 0.0 <= value < 1.0:
+                raise ConfigError(f"{key} must be in [0, 1), got {value}")
         if self.bidirectional and self.bidirectional_merge == "concat" and self.units % 2:
             raise ConfigError(
                 f"model.units must be even for a bidirectional concat encoder, got {self.units}"
@@ -190,10 +229,17 @@ class Seq2Seq(keras.Model):
 
     # === Training ===
 
-    def call(self, inputs, training=False):
+    def call(self, inputs, training=False, return_attention=False):
         source_ids, target_in_ids = inputs
         memory, memory_mask, state = self.encode(source_ids, training=training)
-        return self.decoder(target_in_ids, memory, memory_mask, state, training=training)
+        return self.decoder(
+            target_in_ids,
+            memory,
+            memory_mask,
+            state,
+            training=training,
+            return_attention=return_attention,
+        )
 
     # === Decoding ===
 
@@ -227,6 +273,8 @@ class Seq2Seq(keras.Model):
 
     @classmethod
     def from_config(cls, config):
+        config = dict(config)
+        config.setdefault("attention_scale", "none")  # saved before scales existed: unscaled
         return cls(**config)
 
 

@@ -509,6 +509,24 @@ def _rate(value: float) -> str:
     return f"{value / 1000:.1f}k" if value >= 1000 else f"{value:.0f}"
 
 
+# Attention whose mass sits this much on the last two source positions ("." and EOS), on
+# average over the dev set, has collapsed: the decoder reads the sentence from there, not from
+# the words it translates. Healthy Multi30k models put 5-20% there (BENCHMARKS.md, "Attention").
+COLLAPSED_FINAL_MASS = 0.6
+
+
+def attention_warning(result: dict[str, float]) -> Optional[str]:
+    """A warning when the dev-set attention statistics show a collapsed attention."""
+    mass = result.get("attention_final_mass", math.nan)
+    if not math.isfinite(mass) or mass < COLLAPSED_FINAL_MASS:
+        return None
+    return (
+        f"attention looks collapsed: {100 * mass:.0f}% of it on the last 2 source positions "
+        f"(entropy {result['attention_entropy']:.2f} nats); the model is not using it to "
+        "align (see model.attention_scale)"
+    )
+
+
 class _Trainer:
     def __init__(self, config: Config, model_dir: Path, cluster: Cluster, log: Log):
         self.config = config
@@ -666,7 +684,9 @@ class _Trainer:
     def build_validation(self) -> None:
         import tensorflow as tf
 
+        from nmt.constants import PAD_ID
         from nmt.data import iter_lines, make_eval_dataset
+        from nmt.layers.attention import attention_health
         from nmt.model import sequence_loss
         from nmt.translator import Translator
 
@@ -682,8 +702,9 @@ class _Trainer:
 
         @tf.function(input_signature=[spec, spec, spec])
         def dev_loss(source, target_in, target_out):
-            logits = model((source, target_in), training=False)  # (B, T, V)
-            return sequence_loss(target_out, logits, 0.0)
+            logits, weights = model((source, target_in), training=False, return_attention=True)
+            health = attention_health(weights, source != PAD_ID, target_out != PAD_ID)
+            return (*sequence_loss(target_out, logits, 0.0), *health)
 
         self.dev_loss_fn = dev_loss
         self.dev_sources = [text for _, text in iter_lines(cfg.data.dev_source)]
@@ -694,23 +715,28 @@ class _Trainer:
         """Dev loss, perplexity and (optionally) greedy BLEU; the chief's values everywhere."""
         from nmt.evaluation import bleu
 
-        values = [math.nan, math.nan, math.nan]
+        values = [math.nan] * 6
         if self.cluster.is_chief:
-            total_loss = total_tokens = 0.0
+            sums = [0.0] * 6  # loss, tokens, entropy, final mass, uniform entropy, count
             for (source, target_in), target_out in self.dev_dataset:
-                loss_sum, tokens = self.dev_loss_fn(source, target_in, target_out)
-                total_loss += float(loss_sum)
-                total_tokens += float(tokens)
-            loss = total_loss / max(total_tokens, 1.0)
-            values[0] = loss
-            values[1] = math.exp(min(loss, 700.0))
+                batch = self.dev_loss_fn(source, target_in, target_out)
+                sums = [total + float(value) for total, value in zip(sums, batch, strict=True)]
+            loss = sums[0] / max(sums[1], 1.0)
+            count = max(sums[5], 1.0)
+            values[:5] = [loss, math.exp(min(loss, 700.0)), *(v / count for v in sums[2:5])]
             if self.train_cfg.eval_bleu:
                 hyps = self.translator.translate(self.dev_sources, beam_size=1)
-                values[2] = float(bleu(hyps, self.dev_references).score)
+                values[5] = float(bleu(hyps, self.dev_references).score)
         values = self.broadcast(values)
-        result = {"dev_loss": values[0], "dev_perplexity": values[1]}
+        result = {
+            "dev_loss": values[0],
+            "dev_perplexity": values[1],
+            "attention_entropy": values[2],
+            "attention_final_mass": values[3],
+            "attention_uniform_entropy": values[4],
+        }
         if self.train_cfg.eval_bleu:
-            result["bleu"] = values[2]
+            result["bleu"] = values[5]
         return result
 
     def broadcast(self, values: list[float]) -> list[float]:
@@ -1043,8 +1069,14 @@ class _Run:
         self.log(
             f"eval step {step}: dev loss {result['dev_loss']:.4f} ppl "
             f"{result['dev_perplexity']:.2f}{bleu} ({'new best' if gain else 'best ' + best_text}"
-            f" at step {int(s.best_step.numpy())})"
+            f" at step {int(s.best_step.numpy())}); attention entropy "
+            f"{result['attention_entropy']:.2f} nats (uniform "
+            f"{result['attention_uniform_entropy']:.2f}), "
+            f"{100 * result['attention_final_mass']:.0f}% on the last 2 source positions"
         )
+        warning = attention_warning(result)
+        if warning:
+            self.log(f"warning: step {step}: {warning}")
         self.scalars(
             "dev",
             step,
@@ -1052,6 +1084,8 @@ class _Run:
                 "loss": result["dev_loss"],
                 "perplexity": result["dev_perplexity"],
                 "bleu": result.get("bleu"),
+                "attention_entropy": result["attention_entropy"],
+                "attention_final_mass": result["attention_final_mass"],
             },
         )
         self.write_train_state()

@@ -7,6 +7,10 @@ import tensorflow as tf
 from keras import ops
 
 SCORES = ("dot", "general", "concat", "bahdanau")
+# How the multiplicative scores (dot, general) are scaled; the additive ones are bounded by
+# their tanh and take "none" only. "auto" is the default: "sqrt" for dot/general, else "none".
+SCALES = ("auto", "none", "sqrt", "normed")
+_MULTIPLICATIVE = ("dot", "general")
 
 # Added to the scores of masked source positions before the float32 softmax: exp(-1e9 - max)
 # underflows to exactly 0, so masked positions get exactly zero weight.
@@ -30,6 +34,20 @@ class Attention(keras.layers.Layer):
     `concat` and `bahdanau` are the same function family (W_a's rows split into W_1 and W_2);
     they differ only in parameterisation: one kernel versus two. None of the scores has a bias.
 
+    With `scale="sqrt"` the multiplicative scores are divided by sqrt(D_q), as in scaled
+    dot-product attention (Vaswani et al., 2017); with `scale="normed"` they are a cosine times a
+    learned gain g (initial value sqrt(D_q)), so no weight can make them grow without bound:
+
+        dot, general (sqrt):    score(h_t, h_s) = h_t . k_s / sqrt(D_q)
+        dot, general (normed):  score(h_t, h_s) = g (h_t . k_s) / (|h_t| |k_s|)
+                                with k_s = h_s (dot) or h_s W_a (general)
+
+    Unscaled, the scores of 512-wide states start with a spread of several units and grow
+    fast, so the softmax saturates early in training onto a few positions (on Multi30k: the
+    final "." and EOS, which carry a summary of the sentence) and its gradient vanishes before
+    any alignment is learned; see BENCHMARKS.md, "Attention". The scale is folded into the
+    keys by `prepare`, so it costs nothing per decoding step.
+
         (1) a_t(s) = exp(score(h_t, h_s)) / sum_{s' unmasked} exp(score(h_t, h_s'))
             and a_t(s) = 0 exactly for masked s                     (softmax in float32)
         (2) c_t  = sum_s a_t(s) h_s                                  (Luong eq. 1-2)
@@ -44,6 +62,8 @@ class Attention(keras.layers.Layer):
         score: str. One of "dot", "general", "concat", "bahdanau".
         units: int or None. Width A of the additive scores (concat, bahdanau); defaults to the
             query width. Ignored by dot and general.
+        scale: str. "auto" (default: "sqrt" for dot and general, "none" otherwise), "none",
+            "sqrt" or "normed" (the last two for dot and general only).
 
     Call arguments:
         query: float `(B, D_q)` for one target step or `(B, T, D_q)` for all steps at once.
@@ -55,12 +75,25 @@ class Attention(keras.layers.Layer):
     `(B, T, D_m)` and `(B, T, S)` float32 for a rank-3 query.
     """
 
-    def __init__(self, score: str = "general", units: int | None = None, **kwargs):
+    def __init__(
+        self, score: str = "general", units: int | None = None, scale: str = "auto", **kwargs
+    ):
         super().__init__(**kwargs)
         if score not in SCORES:
             raise ValueError(f"attention score must be one of {', '.join(SCORES)}, got {score!r}")
+        if scale not in SCALES:
+            raise ValueError(f"attention scale must be one of {', '.join(SCALES)}, got {scale!r}")
+        if scale in ("sqrt", "normed") and score not in _MULTIPLICATIVE:
+            raise ValueError(f"attention scale {scale!r} applies to dot and general, not {score!r}")
         self.score = score
         self.units = units
+        self.scale = scale
+
+    @property
+    def score_scale(self) -> float:
+        """The factor applied to dot/general scores: 1/sqrt(D_q) when scaled, else 1."""
+        scaled = self.scale == "sqrt" or (self.scale == "auto" and self.score in _MULTIPLICATIVE)
+        return self.query_dim**-0.5 if scaled else 1.0
 
     def build(self, query_shape, memory_shape):
         query_dim, memory_dim = int(query_shape[-1]), int(memory_shape[-1])
@@ -90,6 +123,12 @@ class Attention(keras.layers.Layer):
             self.score_vector = self.add_weight(
                 name="score_vector", shape=(attention_dim,), initializer=init
             )
+        if self.scale == "normed":
+            self.score_gain = self.add_weight(
+                name="score_gain",
+                shape=(),
+                initializer=keras.initializers.Constant(query_dim**0.5),
+            )
         self.output_kernel = self.add_weight(
             name="output_kernel", shape=(memory_dim + query_dim, query_dim), initializer=init
         )
@@ -98,12 +137,24 @@ class Attention(keras.layers.Layer):
     # === Precomputation ===
 
     def prepare(self, memory):
-        """The memory-only part of the scores, once per sequence: a tuple of `(B, S, .)`."""
+        """The memory-only part of the scores, once per sequence: a tuple of `(B, S, .)`.
+
+        For dot and general the keys carry the score scale (see the class docstring); unscaled
+        dot attention needs no keys and returns `()`.
+        """
         dtype = memory.dtype
+        scale = self.score_scale
+        if self.scale == "normed":
+            keys = memory
+            if self.score == "general":
+                keys = ops.matmul(memory, ops.cast(self.memory_kernel, dtype))  # (B, S, D_q)
+            return (_unit(keys),)  # (B, S, D_q)
         if self.score == "dot":
-            return ()
+            return () if scale == 1.0 else (memory * ops.cast(scale, dtype),)  # (B, S, D_m)
         if self.score == "general":
             kernel = ops.cast(self.memory_kernel, dtype)  # (D_m, D_q)
+            if scale != 1.0:
+                kernel = kernel * ops.cast(scale, dtype)
         elif self.score == "concat":
             kernel = ops.cast(self.score_kernel, dtype)[self.query_dim :]  # (D_m, A)
         else:
@@ -113,6 +164,8 @@ class Attention(keras.layers.Layer):
     def parameters(self, dtype):
         """Query-side weights cast to `dtype`, read once before a decoding loop."""
         params = {"output_kernel": ops.cast(self.output_kernel, dtype)}
+        if self.scale == "normed":
+            params["score_gain"] = ops.cast(self.score_gain, dtype)
         if self.score == "concat":
             params["query_kernel"] = ops.cast(self.score_kernel, dtype)[: self.query_dim]
         elif self.score == "bahdanau":
@@ -126,8 +179,10 @@ class Attention(keras.layers.Layer):
     def scores(self, query, memory, keys, params):
         """Unmasked scores: `(B, S)` for a `(B, D_q)` query, `(B, T, S)` for `(B, T, D_q)`."""
         single = len(query.shape) == 2
-        if self.score in ("dot", "general"):
-            target = memory if self.score == "dot" else keys[0]  # (B, S, D_q)
+        if self.score in _MULTIPLICATIVE:
+            target = keys[0] if keys else memory  # (B, S, D_q)
+            if self.scale == "normed":
+                query = _unit(query) * params["score_gain"]  # (B, [T,] D_q)
             if single:
                 return ops.einsum("bd,bsd->bs", query, target)  # (B, S)
             return ops.einsum("btd,bsd->bts", query, target)  # (B, T, S)
@@ -166,5 +221,55 @@ class Attention(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"score": self.score, "units": self.units})
+        config.update({"score": self.score, "units": self.units, "scale": self.scale})
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config.setdefault("scale", "none")  # saved before scales existed: unscaled
+        return cls(**config)
+
+
+def _unit(x):
+    """x / ||x|| over the last axis (0 stays 0)."""
+    norm = ops.sqrt(ops.sum(ops.square(x), axis=-1, keepdims=True))
+    return x / ops.maximum(norm, ops.cast(1e-6, x.dtype))
+
+
+def attention_health(weights, memory_mask, target_mask, final: int = 2):
+    """Sums that tell whether attention spreads over the source or has collapsed.
+
+    Over the real target positions t of a batch (those with `target_mask`), with a_t the
+    weights over the S_b real source positions of sentence b:
+
+        entropy        H(a_t) = -sum_s a_t(s) log a_t(s)        (0: one position; log S_b: uniform)
+        final mass     sum of a_t(s) over the last `final` real source positions
+        uniform        log S_b, the entropy of a uniform spread, for scale
+
+    A collapsed attention (every target word looking at the final "." and EOS) has an entropy
+    near 0 and a final mass near 1.
+
+    Args:
+        weights: float32 `(B, T, S)`.
+        memory_mask: bool `(B, S)`, True at real source positions (a prefix of each row).
+        target_mask: bool `(B, T)`, True at real target positions.
+    Returns float32 scalars `(entropy_sum, final_mass_sum, uniform_entropy_sum, count)`.
+    """
+    weights = ops.cast(weights, "float32")  # (B, T, S)
+    logs = ops.log(ops.maximum(weights, 1e-30))  # (B, T, S)
+    entropy = -ops.sum(ops.where(weights > 0, weights * logs, 0.0), axis=-1)  # (B, T)
+    lengths = ops.sum(ops.cast(memory_mask, "int32"), axis=-1)  # (B,)
+    positions = ops.arange(ops.shape(memory_mask)[1], dtype="int32")  # (S,)
+    is_final = ops.logical_and(
+        memory_mask, positions[None, :] >= (lengths - final)[:, None]
+    )  # (B, S)
+    final_mass = ops.sum(weights * ops.cast(is_final, "float32")[:, None, :], axis=-1)  # (B, T)
+    uniform = ops.log(ops.cast(ops.maximum(lengths, 1), "float32"))  # (B,)
+    real = ops.cast(target_mask, "float32")  # (B, T)
+    return (
+        ops.sum(entropy * real),
+        ops.sum(final_mass * real),
+        ops.sum(uniform[:, None] * real),
+        ops.sum(real),
+    )

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from nmt.layers.attention import SCORES, Attention
+from nmt.layers.attention import SCORES, Attention, attention_health
 
 B, S, T, DQ, DM = 3, 5, 4, 6, 7
 LENGTHS = np.array([5, 2, 1])
@@ -17,7 +17,7 @@ def _softmax(x):
     return e / e.sum(-1, keepdims=True)
 
 
-def reference(score, query, memory, mask, weights):
+def reference(score, query, memory, mask, weights, scaled=False):
     """Numpy oracle for one query (B, Dq), written from the equations in the docstring."""
     if score == "dot":
         scores = np.einsum("bd,bsd->bs", query, memory)
@@ -34,6 +34,8 @@ def reference(score, query, memory, mask, weights):
     else:
         w1, w2, v = weights[:3]
         scores = np.tanh((query @ w1)[:, None, :] + memory @ w2) @ v
+    if scaled:
+        scores = scores / np.sqrt(query.shape[-1])
     scores = np.where(mask, scores, -np.inf)
     probs = _softmax(scores)
     context = np.einsum("bs,bsd->bd", probs, memory)
@@ -42,8 +44,8 @@ def reference(score, query, memory, mask, weights):
     return context, probs, h_tilde
 
 
-def make(score, rng, units=None):
-    layer = Attention(score, units=units)
+def make(score, rng, units=None, scale="auto"):
+    layer = Attention(score, units=units, scale=scale)
     dq = DM if score == "dot" else DQ
     layer.build((None, dq), (None, None, DM))
     layer.set_weights([rng.normal(size=w.shape).astype("float32") for w in layer.get_weights()])
@@ -57,15 +59,24 @@ def inputs(rng, dq):
     return query, memory, mask
 
 
-@pytest.mark.parametrize("score", SCORES)
-def test_matches_numpy_reference(score):
+# "auto" scales dot and general by 1/sqrt(D_q) and leaves the additive scores alone.
+CASES = [(score, "none") for score in SCORES] + [
+    (score, scale) for score in ("dot", "general") for scale in ("auto", "sqrt")
+]
+
+
+@pytest.mark.parametrize("score,scale", CASES)
+def test_matches_numpy_reference(score, scale):
     rng = np.random.default_rng(0)
-    layer, dq = make(score, rng, units=5)
+    layer, dq = make(score, rng, units=5, scale=scale)
     query, memory, mask = inputs(rng, dq)
     context, weights = layer(query, memory, memory_mask=mask)
     params = layer.parameters("float32")
     h_tilde = layer.attentional_hidden(context, query, params)
-    ref_context, ref_weights, ref_h = reference(score, query, memory, mask, layer.get_weights())
+    scaled = scale != "none"
+    ref_context, ref_weights, ref_h = reference(
+        score, query, memory, mask, layer.get_weights(), scaled=scaled
+    )
     np.testing.assert_allclose(weights, ref_weights, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(context, ref_context, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(h_tilde, ref_h, rtol=1e-5, atol=1e-5)
@@ -105,7 +116,7 @@ def test_precomputed_keys_depend_on_memory_only():
     rng = np.random.default_rng(3)
     expected = {"dot": 0, "general": 1, "concat": 1, "bahdanau": 1}
     for score in SCORES:
-        layer, dq = make(score, rng, units=5)
+        layer, dq = make(score, rng, units=5, scale="none")
         _, memory, _ = inputs(rng, dq)
         keys = layer.prepare(memory)
         assert len(keys) == expected[score]
@@ -113,13 +124,52 @@ def test_precomputed_keys_depend_on_memory_only():
             assert key.shape[:2] == (B, S)
 
 
+def test_scaled_dot_keys_are_the_scaled_memory():
+    rng = np.random.default_rng(3)
+    layer, dq = make("dot", rng, scale="sqrt")
+    _, memory, _ = inputs(rng, dq)
+    (keys,) = layer.prepare(memory)
+    np.testing.assert_allclose(keys, memory / np.sqrt(dq), rtol=1e-6)
+
+
 def test_no_mask_attends_everywhere():
     rng = np.random.default_rng(4)
-    layer, dq = make("general", rng)
+    layer, dq = make("general", rng, scale="none")
     query, memory, _ = inputs(rng, dq)
     _, weights = layer(query, memory)
     _, ref, _ = reference("general", query, memory, np.ones((B, S), bool), layer.get_weights())
     np.testing.assert_allclose(weights, ref, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("score", ("dot", "general"))
+def test_scaled_scores_start_near_uniform_at_the_multi30k_width(score):
+    """Pins the scale: with 512-wide states and Glorot weights, unscaled scores start spread
+    over several units (a peaked softmax from step 0), scaled ones well under one."""
+    rng = np.random.default_rng(5)
+    width, length = 512, 20
+    query = np.tanh(rng.normal(size=(64, width))).astype("float32")
+    memory = np.tanh(rng.normal(size=(64, length, width))).astype("float32")
+    spreads = {}
+    for scale in ("none", "sqrt"):
+        keras.utils.set_random_seed(0)
+        layer = Attention(score, scale=scale)
+        layer.build((None, width), (None, None, width))
+        params = layer.parameters("float32")
+        scores = np.asarray(layer.scores(query, memory, layer.prepare(memory), params))
+        spreads[scale] = scores.std(axis=-1).mean()
+    np.testing.assert_allclose(spreads["sqrt"], spreads["none"] / np.sqrt(width), rtol=1e-4)
+    assert spreads["none"] > 3.0 and spreads["sqrt"] < 0.5
+
+
+def test_scale_arguments_and_legacy_configs():
+    assert Attention("general").get_config()["scale"] == "auto"
+    config = Attention("general", name="att").get_config()
+    del config["scale"]  # a layer saved before scales existed was unscaled
+    assert Attention.from_config(config).scale == "none"
+    with pytest.raises(ValueError, match="one of auto, none, sqrt, normed"):
+        Attention("general", scale="cosine")
+    with pytest.raises(ValueError, match="scale 'sqrt' applies to dot and general, not 'bahdanau'"):
+        Attention("bahdanau", scale="sqrt")
 
 
 def test_errors():
@@ -140,3 +190,20 @@ def test_config_round_trip_and_weight_count(score):
     assert len(layer.trainable_weights) == expected
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
     assert isinstance(restored, Attention) and restored.score == score
+
+
+def test_attention_health_of_uniform_collapsed_and_masked_weights():
+    lengths = np.array([4, 2])
+    memory_mask = np.arange(4)[None, :] < lengths[:, None]  # (2, 4)
+    uniform = memory_mask[:, None, :] / lengths[:, None, None]  # (2, 1, 4)
+    collapsed = np.zeros((2, 1, 4))
+    collapsed[0, 0, 3] = collapsed[1, 0, 1] = 1.0  # all on EOS
+    weights = np.concatenate([uniform, collapsed], axis=1).astype("float32")  # (2, 2, 4)
+    target_mask = np.array([[True, True], [True, False]])  # sentence 2's collapsed row is padding
+    entropy, final, uniform_entropy, count = (
+        float(x) for x in attention_health(weights, memory_mask, target_mask)
+    )
+    assert count == 3
+    np.testing.assert_allclose(entropy, np.log(4) + 0.0 + np.log(2), rtol=1e-6)
+    np.testing.assert_allclose(final, 2 / 4 + 1.0 + 1.0, rtol=1e-6)
+    np.testing.assert_allclose(uniform_entropy, 2 * np.log(4) + np.log(2), rtol=1e-6)

@@ -127,6 +127,29 @@ def test_call_equals_repeated_step(case):
 @pytest.mark.parametrize(
     "case",
     [
+        dict(input_feeding=True, attention="general", attention_scale="none"),
+        dict(input_feeding=True, attention="dot", bidirectional=True),
+        dict(input_feeding=False, attention="bahdanau"),
+        dict(input_feeding=False, attention="general", attention_scale="none"),
+    ],
+    ids=case_id,
+)
+def test_call_returns_the_attention_of_repeated_steps(case):
+    model = make_model(**case)
+    source, target_in, _ = batch()
+    logits, weights = model((source, target_in), return_attention=True)
+    np.testing.assert_allclose(logits, model((source, target_in)), rtol=1e-6, atol=1e-6)
+    memory, mask, state = model.encode(source)
+    bundle = model.prepare_memory(memory, mask)
+    assert tuple(weights.shape) == (3, target_in.shape[1], source.shape[1])
+    for t in range(target_in.shape[1]):
+        _, state, step_weights = model.step(target_in[:, t], state, bundle)
+        np.testing.assert_allclose(weights[:, t], step_weights, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
         dict(input_feeding=True, bidirectional=True, encoder_layers=2, decoder_layers=2),
         dict(input_feeding=False, bidirectional=True, bidirectional_merge="sum", bridge="dense"),
         dict(input_feeding=True, attention="bahdanau", bridge="dense"),
@@ -259,6 +282,93 @@ def test_dropout_only_in_training(input_feeding):
     assert all(np.isfinite(g.numpy()).all() for g in map(tf.convert_to_tensor, grads))
     second = model((source, target_in), training=True)
     assert not np.allclose(first, inference) and not np.allclose(first, second)
+
+
+SITES = dict(
+    embedding_dropout=0.1,
+    hidden_dropout=0.5,
+    output_dropout=0.3,
+    memory_dropout=0.2,
+    word_dropout=0.4,
+)
+
+
+def test_unset_site_rates_build_the_same_dropout_state_as_before():
+    """Per-site rates equal to model.dropout: exactly the seed states of the single-rate model
+    (so resumed checkpoints keep their layout), and the same masks drawn from them."""
+    layers = dict(encoder_layers=2, decoder_layers=2)
+    base = make_model(dropout=0.3, **layers)
+    same = make_model(
+        dropout=0.3, embedding_dropout=0.3, hidden_dropout=0.3, output_dropout=0.3, **layers
+    )
+    seeds = base.non_trainable_variables
+    assert [v.shape for v in same.non_trainable_variables] == [v.shape for v in seeds]
+    for target, seed in zip(same.non_trainable_variables, seeds, strict=True):
+        target.assign(seed)
+    source, target_in, _ = batch()
+    np.testing.assert_array_equal(
+        base((source, target_in), training=True), same((source, target_in), training=True)
+    )
+    separate = make_model(dropout=0.3, **SITES, **layers)
+    assert len(separate.non_trainable_variables) > len(seeds)
+
+
+@pytest.mark.parametrize("input_feeding", [True, False])
+def test_site_dropouts_only_in_training_and_zero_rates_change_nothing(input_feeding):
+    layers = dict(encoder_layers=2, decoder_layers=2, input_feeding=input_feeding)
+    model = make_model(dropout=0.0, **SITES, **layers)
+    plain = make_model(dropout=0.0, **layers)
+    plain.set_weights(model.get_weights())
+    source, target_in, target_out = batch()
+    inference = model((source, target_in))
+    np.testing.assert_allclose(inference, plain((source, target_in)), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        inference, stepwise_logits(model, source, target_in), rtol=1e-5, atol=1e-5
+    )
+    zeros = {key: 0.0 for key in SITES}
+    zero = make_model(dropout=0.0, **zeros, **layers)
+    zero.set_weights(plain.get_weights())
+    np.testing.assert_allclose(
+        zero((source, target_in), training=True), plain((source, target_in)), rtol=1e-6
+    )
+    trained = model((source, target_in), training=True)
+    assert not np.allclose(trained, inference)
+    with tf.GradientTape() as tape:
+        loss, _ = sequence_loss(target_out, model((source, target_in), training=True))
+    grads = tape.gradient(loss, model.trainable_variables)
+    assert all(np.isfinite(tf.convert_to_tensor(g).numpy()).all() for g in grads)
+
+
+@pytest.mark.parametrize(
+    "site,rate",
+    [(site, 0.6) for site in SITES],
+)
+def test_each_site_drops_at_its_rate(site, rate):
+    """Only the named site is noisy, and it zeroes about `rate` of its units (or words)."""
+    model = make_model(**{site: rate}, encoder_layers=2, decoder_layers=2, units=64)
+    applied = {}  # (owner, site) -> the rate of the layer that site really calls
+    for name, owner in [("encoder", model.encoder), ("decoder", model.decoder)]:
+        for key, value in owner._rates().items():
+            layer = owner.site_dropouts.get(key, owner.dropout_layer)
+            assert value == (layer.rate if value else 0.0)
+            applied[(name, key)] = value
+    sites = {
+        "embedding_dropout": {("encoder", "embedding"), ("decoder", "embedding")},
+        "hidden_dropout": {("encoder", "hidden"), ("decoder", "hidden")},
+        "output_dropout": {("decoder", "output")},
+        "memory_dropout": {("encoder", "memory")},
+        "word_dropout": set(),
+    }[site]
+    assert {key for key, value in applied.items() if value} == sites
+    assert all(applied[key] == rate for key in sites)
+    if site == "word_dropout":
+        ids = np.full((200, 30), 5, "int32")
+        embedded = model.decoder._embed(ids, training=True).numpy()  # (200, 30, E)
+        dropped = np.all(embedded == 0, axis=-1).mean()
+        assert abs(dropped - rate) < 0.03
+        np.testing.assert_array_equal(
+            model.decoder._embed(ids, training=False)[0, 0], model.decoder.embedding(ids)[0, 0]
+        )
 
 
 # === Loss ===
