@@ -100,6 +100,27 @@ def cli(debug: bool) -> None:
 _CHECKPOINT_HELP = "Which weights: best (by dev BLEU), last, or a checkpoint path."
 
 
+def _ensemble_options(command):
+    """Repeatable --model and --checkpoint: several decode as an ensemble (nmt.ensemble)."""
+    command = click.option(
+        "--checkpoint",
+        "checkpoints",
+        multiple=True,
+        help="Which weights: best (by dev BLEU), last, or a checkpoint path [default: best]. "
+        "Repeatable: with one --model, an ensemble of its checkpoints; with several, one for "
+        "all or one per --model.",
+    )(command)
+    return click.option(
+        "--model",
+        "model_dirs",
+        required=True,
+        multiple=True,
+        type=click.Path(file_okay=False),
+        help="Model directory written by `nmt train`. Repeat it to decode with an ensemble "
+        "(per-step probabilities averaged; the models must share vocabularies).",
+    )(command)
+
+
 @cli.command("translate")
 @click.argument("input_path", metavar="FILE", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option(
@@ -111,14 +132,7 @@ _CHECKPOINT_HELP = "Which weights: best (by dev BLEU), last, or a checkpoint pat
     type=click.Path(dir_okay=False, allow_dash=True),
     help="Output file, - for stdout.",
 )
-@click.option(
-    "--model",
-    "model_dir",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Model directory written by `nmt train`.",
-)
-@click.option("--checkpoint", default="best", show_default=True, help=_CHECKPOINT_HELP)
+@_ensemble_options
 @click.option("--beam", "beam_size", type=click.IntRange(min=1), help="Beam size (config default).")
 @click.option("--length-penalty", type=click.FloatRange(min=0.0), help="GNMT length penalty alpha.")
 @click.option(
@@ -152,8 +166,8 @@ _CHECKPOINT_HELP = "Which weights: best (by dev BLEU), last, or a checkpoint pat
 def translate_command(
     input_path,
     output_path,
-    model_dir,
-    checkpoint,
+    model_dirs,
+    checkpoints,
     beam_size,
     length_penalty,
     n_best,
@@ -165,7 +179,10 @@ def translate_command(
     plot_lines,
     quiet,
 ):
-    """Translate FILE (- for stdin): exactly one output line per input line."""
+    """Translate FILE (- for stdin): exactly one output line per input line.
+
+    Several --model or --checkpoint options decode with an ensemble of them.
+    """
     try:
         lines = [int(x) for x in plot_lines.split(",") if x.strip()]
     except ValueError:
@@ -177,10 +194,10 @@ def translate_command(
     from nmt.translator import translate_file
 
     report = translate_file(
-        model_dir,
+        model_dirs,
         input_path,
         output_path,
-        checkpoint=checkpoint,
+        checkpoint=checkpoints,
         beam_size=beam_size,
         length_penalty=length_penalty,
         n_best=n_best,
@@ -228,10 +245,9 @@ def _metric_list(metrics: str) -> tuple[str, ...]:
 
 
 @cli.command("evaluate")
-@click.option("--model", "model_dir", required=True, type=click.Path(file_okay=False))
+@_ensemble_options
 @click.option("--src", "source_path", required=True, type=click.Path(dir_okay=False))
 @click.option("--ref", "reference_path", required=True, type=click.Path(dir_okay=False))
-@click.option("--checkpoint", default="best", show_default=True, help=_CHECKPOINT_HELP)
 @click.option("--beam", "beam_size", type=click.IntRange(min=1))
 @click.option("--length-penalty", type=click.FloatRange(min=0.0))
 @click.option(
@@ -243,26 +259,26 @@ def _metric_list(metrics: str) -> tuple[str, ...]:
 @_METRICS
 @click.option("--json", "as_json", is_flag=True, help="Print scores as JSON.")
 def evaluate_command(
-    model_dir,
+    model_dirs,
+    checkpoints,
     source_path,
     reference_path,
-    checkpoint,
     beam_size,
     length_penalty,
     hypothesis_path,
     metrics,
     as_json,
 ):
-    """Translate --src with a model and score it against --ref with sacreBLEU."""
+    """Translate --src with a model (or an ensemble) and score it against --ref with sacreBLEU."""
     names = _metric_list(metrics)
     from nmt.evaluation import evaluate_model
 
     _print_scores(
         evaluate_model(
-            model_dir,
+            model_dirs,
             source_path,
             reference_path,
-            checkpoint=checkpoint,
+            checkpoint=checkpoints,
             beam_size=beam_size,
             length_penalty=length_penalty,
             metrics=names,

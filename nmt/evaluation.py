@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,18 +84,21 @@ def score_files(
 
 
 def evaluate_model(
-    model_dir: str | Path,
+    model_dir: str | Path | Sequence[str | Path],
     source_path: str | Path,
     reference_path: str | Path,
     *,
-    checkpoint: str = "best",
+    checkpoint: str | Sequence[str] = "best",
     beam_size: int | None = None,
     length_penalty: float | None = None,
     metrics: tuple[str, ...] = ("bleu", "chrf"),
     hypothesis_path: str | Path | None = None,
 ) -> list[Score]:
-    """Translate `source_path` with a model and score it against `reference_path`."""
-    from nmt.checkpoints import load_model
+    """Translate `source_path` with a model and score it against `reference_path`.
+
+    Several model directories or checkpoints decode as an ensemble (`ensemble.load_ensemble`).
+    """
+    from nmt.ensemble import load_ensemble
     from nmt.translator import Translator
 
     sources, refs = read_lines(source_path), read_lines(reference_path)
@@ -102,7 +106,7 @@ def evaluate_model(
         raise DataError(
             f"{source_path} has {len(sources)} lines but {reference_path} has {len(refs)}"
         )
-    loaded = load_model(model_dir, checkpoint)
+    loaded = load_ensemble(model_dir, checkpoint)
     translator = Translator(loaded.model, loaded.vocab, loaded.config.decode)
     encoded = [translator.encode(line, n, str(source_path)) for n, line in enumerate(sources, 1)]
     hyps = [

@@ -16,7 +16,8 @@ depend on the hypothesis (encoder memory, source mask) are captured by the closu
 search the caller tiles them with `tile_beams` (row b becomes rows b*K .. b*K+K-1).
 
 Both searches run as a single `tf.while_loop` and work eagerly or traced by `tf.function` with
-unknown batch size, source length and maximum length.
+unknown batch size, source length and maximum length. Ensembles need nothing more:
+`ensemble_step_fn` makes one step function of several members' (probabilities averaged).
 
 Conventions shared by both searches:
 
@@ -43,7 +44,7 @@ Conventions shared by both searches:
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import tensorflow as tf
@@ -142,6 +143,52 @@ def gather_attention(
     attention = tf.gather_nd(history, tf.stack([times, rows], axis=-1))  # (B, n, T, S)
     keep = positions[None, None, :] < tf.cast(lengths, tf.int32)[:, :, None]  # (B, n, T)
     return tf.where(keep[..., None], attention, tf.zeros_like(attention))
+
+
+# ----------------------------------------------------------------------------- ensembles
+
+
+def average_log_probs(logits: Sequence[tf.Tensor]) -> tf.Tensor:
+    """Log of the mean of the members' probabilities: N tensors float (N_hyp, V) -> float32.
+
+        log p(w) = logsumexp_i log_softmax(logits_i)(w) - log N
+
+    (fairseq's ensemble rule). The result is normalised (logsumexp over V is 0 up to
+    rounding), so the searches' own log_softmax leaves it as it is.
+    """
+    members = [tf.nn.log_softmax(tf.cast(x, tf.float32), axis=-1) for x in logits]
+    if len(members) == 1:
+        return members[0]
+    stacked = tf.stack(members, axis=0)  # (N, N_hyp, V)
+    return tf.reduce_logsumexp(stacked, axis=0) - tf.math.log(float(len(members)))
+
+
+def ensemble_step_fn(step_fns: Sequence[StepFn]) -> StepFn:
+    """One step function for several members that predict the same target vocabulary.
+
+    Its state is a tuple with one state per member (each member reorders its own state when
+    beams are reordered); its logits are `average_log_probs` of the members' logits, and its
+    attention is the mean of the members' attention rows (None when any member has none):
+
+        log p(w | y_<t) = logsumexp_i log p_i(w | y_<t) - log N,  a = (1/N) sum_i a_i
+    """
+    step_fns = list(step_fns)
+    if not step_fns:
+        raise ValueError("an ensemble needs at least one step function")
+
+    def step_fn(ids, step, state):
+        if len(state) != len(step_fns):
+            raise ValueError(f"ensemble state has {len(state)} members, expected {len(step_fns)}")
+        outputs = [fn(ids, step, member) for fn, member in zip(step_fns, state, strict=True)]
+        attention = [out[2] for out in outputs]
+        if any(a is None for a in attention):
+            mean_attention = None
+        else:
+            mean_attention = tf.add_n([tf.cast(a, tf.float32) for a in attention]) / len(attention)
+        logits = average_log_probs([out[0] for out in outputs])
+        return logits, tuple(out[1] for out in outputs), mean_attention
+
+    return step_fn
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -13,7 +13,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -361,11 +361,11 @@ def _umask() -> int:
 
 
 def translate_file(
-    model_dir: str | Path,
+    model_dir: str | Path | Sequence[str | Path],
     input_path: str,
     output_path: str = "-",
     *,
-    checkpoint: str = "best",
+    checkpoint: str | Sequence[str] = "best",
     beam_size: int | None = None,
     length_penalty: float | None = None,
     n_best: int = 1,
@@ -384,8 +384,9 @@ def translate_file(
     written to a temporary file beside it and moved into place only when every line is
     translated, so a failure leaves any previous file untouched. Output is UTF-8 whatever
     the locale. Warnings (truncated lines, lines that cannot be plotted) go to stderr.
+    Several model directories or checkpoints decode as an ensemble (`ensemble.load_ensemble`).
     """
-    from nmt.checkpoints import load_model
+    from nmt.ensemble import load_ensemble
 
     start = time.perf_counter()
     name = "<stdin>" if input_path == "-" else str(input_path)
@@ -396,7 +397,7 @@ def translate_file(
             raise DataError(f"{target}: is a directory, expected an output file")
         if not target.parent.is_dir():
             raise DataError(f"{target.parent}: output directory not found")
-    loaded = load_model(model_dir, checkpoint)
+    loaded = load_ensemble(model_dir, checkpoint)
     decode = loaded.config.decode
     if batch_tokens:
         decode.batch_tokens = batch_tokens

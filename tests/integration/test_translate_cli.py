@@ -9,6 +9,7 @@ import random
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -300,6 +301,80 @@ def test_missing_model_or_input_exits_2_with_a_clear_message(memorised, tmp_path
     result = run("translate", src, "--model", memorised.model_dir, "-o", tmp_path / "d" / "o")
     assert result.exit_code == 2
     assert f"nmt: error: {tmp_path / 'd'}: output directory not found" in result.stderr
+
+
+# === Ensembles ===
+
+TINY_VOCAB = Path(__file__).resolve().parents[1] / "data" / "tiny_joint.model"
+
+
+def scored(lines: list[str]) -> list[tuple[str, float]]:
+    """`index ||| text ||| score` lines -> (index ||| text, score)."""
+    return [(line.rsplit(" ||| ", 1)[0], float(line.rsplit(" ||| ", 1)[1])) for line in lines]
+
+
+def test_ensemble_translate_and_evaluate(memorised, tmp_path):
+    lines = [*memorised.sources[:6], *random_digits(6, seed=31)]
+    src = write(tmp_path / "in.txt", "".join(line + "\n" for line in lines))
+    options = ["--beam", "3", "--n-best", "3"]
+    _, alone = translate(memorised, src, *options)
+    _, twice = translate(memorised, src, "--model", memorised.model_dir, *options)
+    assert len(twice) == 3 * len(lines)
+    assert [t for t, _ in scored(twice)] == [t for t, _ in scored(alone)]
+    np.testing.assert_allclose([s for _, s in scored(twice)], [s for _, s in scored(alone)],
+                               atol=2e-6)  # fmt: skip
+
+    # Two checkpoints of one model: both memorised the pairs, so their ensemble did too.
+    pair = ["--checkpoint", "best", "--checkpoint", "last"]
+    _, got = translate(memorised, src, *pair, "--alignments")
+    assert [line.split(" ||| ")[0] for line in got[:6]] == memorised.references[:6]
+    assert all(re.fullmatch(r"(\d+-\d+ ?)+", line.split(" ||| ")[1]) for line in got[:6])
+    ref = write(tmp_path / "ref.txt", "".join(t + "\n" for t in memorised.references))
+    src = write(tmp_path / "src.txt", "".join(s + "\n" for s in memorised.sources))
+    result = run("evaluate", "--model", memorised.model_dir, *pair, "--src", src, "--ref", ref,
+                 "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["bleu"]["score"] == pytest.approx(100.0)
+
+
+def test_ensemble_errors_exit_2_with_one_line(memorised, tmp_path):
+    import shutil
+
+    from nmt.vocab import Vocab
+
+    src = write(tmp_path / "in.txt", "1 2 3\n")
+    out = tmp_path / "out.txt"
+    other = tmp_path / "other-vocab"
+    shutil.copytree(memorised.model_dir, other)
+    (other / "joint.model").write_bytes(TINY_VOCAB.read_bytes())
+    size = Vocab.load(memorised.model_dir).target_size
+    message = (
+        f"nmt: error: {other}: its target vocabulary differs from that of "
+        f"{memorised.model_dir} (256 pieces, not {size}); ensemble members must share the "
+        "target SentencePiece model"
+    )
+    models = ["--model", memorised.model_dir, "--model", other]
+    result = run("translate", src, *models, "-o", out)
+    assert result.exit_code == 2 and result.stderr.splitlines() == [message]
+    assert not out.exists()
+    ref = write(tmp_path / "ref.txt", "3 2 1\n")
+    result = run("evaluate", *models, "--src", src, "--ref", ref)
+    assert result.exit_code == 2 and result.stderr.splitlines() == [message]
+
+    missing = tmp_path / "no-model"
+    result = run("translate", src, "--model", memorised.model_dir, "--model", missing)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [f"nmt: error: {missing}: model directory not found"]
+    result = run("translate", src, *models, "--checkpoint", "best", "--checkpoint", "last",
+                 "--checkpoint", "best")  # fmt: skip
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "nmt: error: 2 --model but 3 --checkpoint: give one --checkpoint for every model, "
+        "or one per --model"
+    ]
+    result = run("translate", src, "--model", memorised.model_dir, "--checkpoint", "best",
+                 "--checkpoint", tmp_path / "ckpt-7")  # fmt: skip
+    assert result.exit_code == 2 and "ckpt-7: checkpoint not found" in result.stderr
 
 
 # === evaluate and score ===

@@ -388,6 +388,91 @@ def test_bad_arguments_raise():
     assert beam(no_attention, s.state(1), 1, 2, [5])["attention"] is None
 
 
+# ----------------------------------------------------------------------------- ensembles
+
+# Alone, P decodes [a d] and Q decodes [c]. The mean of their probabilities prefers b at
+# step 0 (0.49 > 0.255) and then d (0.55 > 0.45), where P alone would take e after b.
+ENSEMBLE_P = Script({(): {A: 0.5, B: 0.49, C: 0.01}, (A,): {D: 0.9, EOS_ID: 0.1},
+                     (B,): {D: 0.2, E: 0.8}})  # fmt: skip
+ENSEMBLE_Q = Script({(): {C: 0.5, B: 0.49, A: 0.01}, (B,): {D: 0.9, E: 0.1}})
+
+
+def ensemble_log_prob(scripts, tokens):
+    """sum_t log mean_i p_i(y_t | y_<t) over tokens + EOS: the ensemble's log-probability."""
+    tokens = list(tokens) + [EOS_ID]
+    return sum(
+        np.log(np.mean([np.exp(s.logp(tokens[:t], w)) for s in scripts]))
+        for t, w in enumerate(tokens)
+    )
+
+
+def _rolled(script):
+    """The script's step function with its attention moved one source position right."""
+
+    def step_fn(ids, step, state):
+        logits, state, attention = script.step(ids, step, state)
+        return logits, state, tf.roll(attention, 1, axis=-1)
+
+    return step_fn
+
+
+def test_average_log_probs_is_log_of_mean_probability():
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(2, 4, 9)) * 3
+    got = search.average_log_probs([tf.constant(x, tf.float32), tf.constant(y, tf.float16)])
+    assert got.dtype == tf.float32
+    want = np.log((softmax(x) + softmax(y.astype(np.float16).astype(np.float64))) / 2)
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.exp(got.numpy()).sum(-1), 1.0, rtol=1e-6)
+    same = search.average_log_probs([tf.constant(x, tf.float32)] * 3)
+    np.testing.assert_allclose(same.numpy(), log_softmax(x), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="at least one"):
+        search.ensemble_step_fn([])
+
+
+def test_scripted_pair_prefers_what_neither_member_does():
+    p, q = ENSEMBLE_P, ENSEMBLE_Q
+    both = search.ensemble_step_fn([p.step, _rolled(q)])
+    state = (p.state(1), q.state(1))
+    assert hyp(greedy(p.step, p.state(1), 1, [10]), 0, 0) == (A, D)
+    assert hyp(greedy(q.step, q.state(1), 1, [10]), 0, 0) == (C,)
+    g = greedy(both, state, 1, [10], attention=True)
+    assert hyp(g, 0, 0) == (B, D)
+    np.testing.assert_allclose(g["log_probs"][0, 0], ensemble_log_prob([p, q], (B, D)), rtol=1e-5)
+
+    # Beam 3: [b d] 0.2695, then [c] 0.255 (finished at step 1), then [b e] 0.2205.
+    r = beam(both, state, 1, 3, [10], n_best=3, alpha=0.6, attention=True)
+    best = [(B, D), (C,), (B, E)]
+    assert [hyp(r, 0, i) for i in range(3)] == best
+    for i, tokens in enumerate(best):
+        want = ensemble_log_prob([p, q], tokens)
+        np.testing.assert_allclose(r["log_probs"][0, i], want, rtol=1e-5)
+        np.testing.assert_allclose(r["scores"][0, i], want / lp(len(tokens) + 1, 0.6), rtol=1e-5)
+        mean = (p.attention(tokens, 10) + np.roll(q.attention(tokens, 10), 1, axis=-1)) / 2
+        np.testing.assert_allclose(r["attention"][0, i], mean, atol=1e-6)  # the members' mean
+
+
+def test_ensemble_beam_search_is_one_traced_while_loop():
+    p, q = ENSEMBLE_P, ENSEMBLE_Q
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int32)])
+    def run(max_lengths):
+        batch = tf.shape(max_lengths)[0]
+        r = search.beam_search(
+            search.ensemble_step_fn([p.step, q.step]), (p.state(batch), q.state(batch)), batch,
+            beam_size=3, bos_id=BOS_ID, eos_id=EOS_ID, max_lengths=max_lengths, n_best=3,
+        )  # fmt: skip
+        return r.ids, r.log_probs
+
+    whiles, _ = _while_ops(run.get_concrete_function())
+    assert len(whiles) == 1
+    ids, log_probs = run(tf.constant([10, 10]))
+    assert ids.numpy()[1, 0, :2].tolist() == [B, D]
+    np.testing.assert_allclose(
+        log_probs.numpy()[0, 0], ensemble_log_prob([p, q], (B, D)), rtol=1e-5
+    )
+
+
 # ----------------------------------------------------------------------------- random models
 
 

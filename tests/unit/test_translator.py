@@ -239,6 +239,47 @@ def test_n_best_is_sorted_and_starts_with_the_best(memorised, translator):
         assert x[0].text == text
 
 
+# === Ensembles ===
+
+
+@pytest.mark.parametrize("beam_size", [1, 4])
+def test_an_ensemble_of_a_model_with_itself_equals_the_model(memorised, translator, beam_size):
+    from nmt.ensemble import Ensemble, load_ensemble
+
+    both = load_ensemble([memorised.model_dir, memorised.model_dir])
+    assert isinstance(both.model, Ensemble) and both.step is None
+    pair = make_translator(both)[0]
+    lines = memorised.sources[:4] + random_digits(8, seed=21) + [""]
+    options = dict(beam_size=beam_size, n_best=beam_size, return_attention=True)
+    alone = translator.translate_hypotheses(lines, **options)
+    twice = pair.translate_hypotheses(lines, **options)
+    assert [[h.text for h in x] for x in twice] == [[h.text for h in x] for x in alone]
+    for x, y in zip(twice, alone, strict=True):
+        assert len(x) == beam_size
+        np.testing.assert_allclose([h.score for h in x], [h.score for h in y], atol=1e-4)
+        for a, b in zip(x, y, strict=True):
+            assert (a.attention is None) == (b.attention is None)
+            if a.attention is not None:
+                np.testing.assert_allclose(a.attention, b.attention, atol=1e-5)
+    assert pair.tracing_count() == 1
+
+
+def test_an_ensemble_of_two_checkpoints_is_its_own_model(memorised, loaded):
+    from nmt.ensemble import load_ensemble
+
+    ckpt_100 = str(memorised.model_dir / "checkpoints" / "ckpt-100")
+    both = load_ensemble(memorised.model_dir, ["best", ckpt_100])
+    pair = make_translator(both)[0]
+    lines = ["1 2 3", "9 8 7 6 5 4 3 2 1 0 9", "4"]
+    hyps = pair.translate_hypotheses(lines, beam_size=1)
+    single = make_translator(loaded)[0].translate_hypotheses(lines, beam_size=1)
+    sp = both.vocab.processor("target")
+    for line, (hyp,), (one,) in zip(lines, hyps, single, strict=True):
+        ids, log_prob = reference_greedy(both, line)  # an eager loop over Ensemble.step
+        assert hyp.text == sp.decode(ids) and hyp.score == pytest.approx(log_prob, abs=1e-4)
+        assert hyp.score != pytest.approx(one.score, abs=1e-3)  # both members count
+
+
 def test_attention_and_alignment_shapes(loaded, translator):
     sp = loaded.vocab.processor("source")
     lines = ["1 2 3 4", "9 8"]
