@@ -218,25 +218,9 @@ def read_config(model_dir: PathLike) -> Config:
     except (OSError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path}: cannot read the saved config: {e}") from None
     try:
-        return from_dict(_with_legacy_defaults(values))
+        return from_dict(values)
     except ConfigError as e:
         raise CheckpointError(f"{path}: invalid saved config: {e}") from None
-
-
-# Keys added after model directories existed whose default for new configs differs from what
-# older models were trained with: a saved config without the key means the old behaviour.
-_LEGACY_DEFAULTS = {"model": {"attention_scale": "none"}}
-
-
-def _with_legacy_defaults(values: Any) -> Any:
-    if not isinstance(values, dict):
-        return values
-    values = dict(values)
-    for section, defaults in _LEGACY_DEFAULTS.items():
-        saved = values.get(section)
-        if isinstance(saved, dict):
-            values[section] = {**defaults, **saved}
-    return values
 
 
 def load_vocab(model_dir: PathLike):

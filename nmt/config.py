@@ -60,12 +60,12 @@ class ModelConfig:
     decoder_layers: int = 2
     bidirectional: bool = False
     bidirectional_merge: Literal["concat", "sum"] = "concat"  # concat halves per-direction units
-    attention: Literal["dot", "general", "concat", "bahdanau"] = "general"
-    # dot/general scores divided by sqrt(units) ("sqrt"), or not ("none"); "auto" = sqrt for
-    # dot/general, none for the additive scores. Unscaled dot/general attention collapses onto
-    # the last source positions on Multi30k (BENCHMARKS.md, "Attention"). Model directories
-    # saved before this key existed load as "none".
-    attention_scale: Literal["auto", "none", "sqrt", "normed"] = "auto"
+    # bahdanau (additive) learns alignments on Multi30k where general collapses onto the last
+    # source positions (BENCHMARKS.md, "Attention"); it is the default since 0.1.
+    attention: Literal["dot", "general", "concat", "bahdanau"] = "bahdanau"
+    # dot/general only: divide the scores by sqrt(units) ("sqrt"), or use a cosine times a
+    # learned gain ("normed"); neither stops general from collapsing (BENCHMARKS.md, "Attention")
+    attention_scale: Literal["none", "sqrt", "normed"] = "none"
     input_feeding: bool = True
     dropout: float = 0.3  # base rate for the three sites below when they are unset
     embedding_dropout: Optional[float] = None  # source and target embeddings (None: dropout)

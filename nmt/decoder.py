@@ -197,7 +197,7 @@ class Decoder(keras.layers.Layer):
         units: int. Width of every LSTM layer, of h~ and of the encoder memory.
         num_layers: int. Number of LSTM layers.
         attention: str. Attention score: "dot", "general", "concat" or "bahdanau".
-        attention_scale: str. "auto", "none" or "sqrt" (see `Attention`).
+        attention_scale: str. "none", "sqrt" or "normed" (see `Attention`).
         embedding_dropout, hidden_dropout, output_dropout: float or None. Rates on the target
             embeddings, between layers and on h~ (None: `dropout`).
         word_dropout: float. Probability of zeroing a whole target input word's embedding.
@@ -235,7 +235,7 @@ class Decoder(keras.layers.Layer):
         bridge: str = "copy",
         tie_output_embeddings: bool = False,
         embedding: keras.layers.Embedding | None = None,
-        attention_scale: str = "auto",
+        attention_scale: str = "none",
         embedding_dropout: float | None = None,
         hidden_dropout: float | None = None,
         output_dropout: float | None = None,
@@ -598,9 +598,3 @@ class Decoder(keras.layers.Layer):
             }
         )
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config.setdefault("attention_scale", "none")  # saved before scales existed: unscaled
-        return cls(**config)

@@ -37,7 +37,7 @@ class Seq2Seq(keras.Model):
         bidirectional: bool. Bidirectional encoder layers.
         bidirectional_merge: str. "concat" (units // 2 per direction) or "sum" (units each).
         attention: str. "dot", "general", "concat" or "bahdanau".
-        attention_scale: str. "auto", "none", "sqrt" or "normed" (see
+        attention_scale: str. "none", "sqrt" or "normed" (see
             `nmt.layers.attention.Attention`).
         input_feeding: bool. Feed h~_{t-1} into the decoder's first layer.
         dropout: float. Base dropout rate (embeddings, between layers, h~).
@@ -70,14 +70,14 @@ class Seq2Seq(keras.Model):
         decoder_layers: int = 2,
         bidirectional: bool = False,
         bidirectional_merge: str = "concat",
-        attention: str = "general",
+        attention: str = "bahdanau",
         input_feeding: bool = True,
         dropout: float = 0.3,
         residual: bool = True,
         bridge: str = "copy",
         tie_output_embeddings: bool = False,
         share_embeddings: bool = False,
-        attention_scale: str = "auto",
+        attention_scale: str = "none",
         embedding_dropout: float | None = None,
         hidden_dropout: float | None = None,
         output_dropout: float | None = None,
@@ -179,8 +179,7 @@ class Seq2Seq(keras.Model):
         if self.attention_scale in ("sqrt", "normed") and self.attention not in ("dot", "general"):
             raise ConfigError(
                 f"model.attention_scale {self.attention_scale!r} applies to dot and general "
-                "attention, not "
-                f"{self.attention!r}; use auto or none"
+                f"attention, not {self.attention!r}; use none"
             )
         for key in DROPOUT_KEYS:
             value = getattr(self, key.split(".")[1])
@@ -273,8 +272,6 @@ class Seq2Seq(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        config.setdefault("attention_scale", "none")  # saved before scales existed: unscaled
         return cls(**config)
 
 

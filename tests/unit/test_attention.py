@@ -17,9 +17,16 @@ def _softmax(x):
     return e / e.sum(-1, keepdims=True)
 
 
-def reference(score, query, memory, mask, weights, scaled=False):
+def _unit(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def reference(score, query, memory, mask, weights, scale="none"):
     """Numpy oracle for one query (B, Dq), written from the equations in the docstring."""
-    if score == "dot":
+    if scale == "normed":  # weights: [W_a,] g, W_c
+        keys = memory @ weights[0] if score == "general" else memory
+        scores = weights[-2] * np.einsum("bd,bsd->bs", _unit(query), _unit(keys))
+    elif score == "dot":
         scores = np.einsum("bd,bsd->bs", query, memory)
     elif score == "general":
         (w_a,) = weights[:1]  # (Dm, Dq)
@@ -34,7 +41,7 @@ def reference(score, query, memory, mask, weights, scaled=False):
     else:
         w1, w2, v = weights[:3]
         scores = np.tanh((query @ w1)[:, None, :] + memory @ w2) @ v
-    if scaled:
+    if scale == "sqrt":
         scores = scores / np.sqrt(query.shape[-1])
     scores = np.where(mask, scores, -np.inf)
     probs = _softmax(scores)
@@ -44,7 +51,7 @@ def reference(score, query, memory, mask, weights, scaled=False):
     return context, probs, h_tilde
 
 
-def make(score, rng, units=None, scale="auto"):
+def make(score, rng, units=None, scale="none"):
     layer = Attention(score, units=units, scale=scale)
     dq = DM if score == "dot" else DQ
     layer.build((None, dq), (None, None, DM))
@@ -59,9 +66,8 @@ def inputs(rng, dq):
     return query, memory, mask
 
 
-# "auto" scales dot and general by 1/sqrt(D_q) and leaves the additive scores alone.
 CASES = [(score, "none") for score in SCORES] + [
-    (score, scale) for score in ("dot", "general") for scale in ("auto", "sqrt")
+    (score, scale) for score in ("dot", "general") for scale in ("sqrt", "normed")
 ]
 
 
@@ -73,9 +79,8 @@ def test_matches_numpy_reference(score, scale):
     context, weights = layer(query, memory, memory_mask=mask)
     params = layer.parameters("float32")
     h_tilde = layer.attentional_hidden(context, query, params)
-    scaled = scale != "none"
     ref_context, ref_weights, ref_h = reference(
-        score, query, memory, mask, layer.get_weights(), scaled=scaled
+        score, query, memory, mask, layer.get_weights(), scale=scale
     )
     np.testing.assert_allclose(weights, ref_weights, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(context, ref_context, rtol=1e-5, atol=1e-5)
@@ -162,14 +167,19 @@ def test_scaled_scores_start_near_uniform_at_the_multi30k_width(score):
 
 
 def test_scale_arguments_and_legacy_configs():
-    assert Attention("general").get_config()["scale"] == "auto"
+    assert Attention("general").get_config()["scale"] == "none"
     config = Attention("general", name="att").get_config()
     del config["scale"]  # a layer saved before scales existed was unscaled
     assert Attention.from_config(config).scale == "none"
-    with pytest.raises(ValueError, match="one of auto, none, sqrt, normed"):
+    with pytest.raises(ValueError, match="one of none, sqrt, normed"):
         Attention("general", scale="cosine")
     with pytest.raises(ValueError, match="scale 'sqrt' applies to dot and general, not 'bahdanau'"):
         Attention("bahdanau", scale="sqrt")
+    with pytest.raises(ValueError, match="scale 'normed' applies to dot and general, not 'concat'"):
+        Attention("concat", scale="normed")
+    normed = Attention("general", scale="normed")
+    normed.build((None, 16), (None, None, 8))
+    assert float(normed.score_gain.numpy()) == pytest.approx(4.0)  # sqrt(D_q) to start
 
 
 def test_errors():

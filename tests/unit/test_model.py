@@ -127,10 +127,10 @@ def test_call_equals_repeated_step(case):
 @pytest.mark.parametrize(
     "case",
     [
-        dict(input_feeding=True, attention="general", attention_scale="none"),
+        dict(input_feeding=True, attention="general", attention_scale="normed"),
         dict(input_feeding=True, attention="dot", bidirectional=True),
         dict(input_feeding=False, attention="bahdanau"),
-        dict(input_feeding=False, attention="general", attention_scale="none"),
+        dict(input_feeding=False, attention="general", attention_scale="sqrt"),
     ],
     ids=case_id,
 )
