@@ -15,13 +15,17 @@ BRIDGES = ("copy", "dense", "none")
 
 @keras.saving.register_keras_serializable(package="nmt")
 class OutputProjection(keras.layers.Layer):
-    """Logits over the target vocabulary, computed in float32 under any dtype policy.
+    """Logits over the target vocabulary: the product in the compute dtype, logits in float32.
 
-        logits = h~ W_o + b_o         W_o: (units, V), or W_o = E^T when tied to the
-                                      target embeddings E: (V, units)
+        logits = float32(h~ W_o) + b_o   W_o: (units, V), or W_o = E^T when tied to the
+                                          target embeddings E: (V, units)
 
-    The layer's policy is float32 so that, under mixed precision, the kernel is read in
-    float32 and the input is cast up: logits (and the softmax over them) never lose precision.
+    Under a mixed policy the kernel is stored in float32 and read in the compute dtype, so the
+    (N, units) x (units, V) product, the largest in the model, runs on the machine's 16-bit
+    units (bfloat16 on CPUs with AMX/AVX512-BF16, float16 on GPUs); its result is cast to
+    float32 before the bias, so the softmax and the loss over the logits are float32, as the
+    Keras mixed-precision guide prescribes for a model's last layer. Under float32 nothing is
+    cast.
 
     Args:
         vocab_size: int. V.
@@ -34,8 +38,8 @@ class OutputProjection(keras.layers.Layer):
     """
 
     def __init__(self, vocab_size: int, tied_embedding=None, **kwargs):
-        kwargs["dtype"] = "float32"
-        super().__init__(**kwargs)
+        kwargs.pop("autocast", None)
+        super().__init__(autocast=False, **kwargs)
         self.vocab_size = vocab_size
         self.tied_embedding = tied_embedding
 
@@ -54,14 +58,15 @@ class OutputProjection(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs):
-        inputs = ops.cast(inputs, "float32")
+        dtype = self.compute_dtype
+        inputs = ops.cast(inputs, dtype)
         flat = tf.reshape(inputs, [-1, tf.shape(inputs)[-1]])  # (N, units)
         if self.tied_embedding is None:
-            logits = tf.matmul(flat, ops.cast(self.kernel, "float32"))  # (N, V)
+            logits = tf.matmul(flat, ops.cast(self.kernel, dtype))  # (N, V)
         else:
-            embeddings = ops.cast(self.tied_embedding.embeddings, "float32")  # (V, units)
+            embeddings = ops.cast(self.tied_embedding.embeddings, dtype)  # (V, units)
             logits = tf.matmul(flat, embeddings, transpose_b=True)  # (N, V)
-        logits = logits + ops.cast(self.bias, "float32")
+        logits = ops.cast(logits, "float32") + ops.cast(self.bias, "float32")
         return tf.reshape(logits, tf.concat([tf.shape(inputs)[:-1], [self.vocab_size]], 0))
 
     def get_config(self):
@@ -171,7 +176,7 @@ class Decoder(keras.layers.Layer):
         (4) in_l+1 = dropout_hidden(out_l)
         (5) c_t, a_t = Attention(query = out_L, memory)             (see `Attention`)
         (6) h~_t   = dropout_out(tanh([c_t; out_L] W_c))           (Luong eq. 5)
-        (7) logits = h~_t W_o + b_o   in float32                   (see `OutputProjection`)
+        (7) logits = h~_t W_o + b_o   float32 logits                (see `OutputProjection`)
 
     Initial states (the bridge from the encoder's final per-layer (h, c)):
         copy:  decoder layer l starts from encoder layer l's (h, c) (needs equal layer counts;
@@ -302,6 +307,7 @@ class Decoder(keras.layers.Layer):
         self.output_projection = OutputProjection(
             vocab_size,
             tied_embedding=embedding if tie_output_embeddings else None,
+            dtype=self.dtype_policy,
             name="output_projection",
         )
         self.site_dropouts = extra_dropouts(rates["embedding"], rates, self.dtype_policy)

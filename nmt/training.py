@@ -14,10 +14,11 @@
    the label-smoothed cross-entropy summed over target tokens divided by the number of
    target tokens in the (global) batch. Gradients are clipped by their global norm; the
    learning rate follows `learning_rate_at`.
-3. Precision and determinism. `train.precision`: auto = mixed_float16 with a GPU, float32 on
-   CPU. float16 uses `keras.optimizers.LossScaleOptimizer` (dynamic loss scaling); it
-   unscales the gradients before the inner optimizer clips them, so clipping sees true
-   gradients.
+3. Precision and determinism. `train.precision`: auto = mixed_float16 with a GPU,
+   mixed_bfloat16 on a CPU with bfloat16 units (AVX512-BF16 or AMX), float32 on other CPUs;
+   a resumed run keeps the precision it was started with. float16 uses
+   `keras.optimizers.LossScaleOptimizer` (dynamic loss scaling); it unscales the gradients
+   before the inner optimizer clips them, so clipping sees true gradients.
    Variables stay float32. The global Keras policy is restored when `train` returns, and
    so is TensorFlow's op determinism, which `train.deterministic` turns on while training.
 4. Checkpoints every `train.checkpoint_every` steps and at the end (last
@@ -106,15 +107,47 @@ class TrainResult:
 # Configuration helpers (no TensorFlow)
 
 
-def resolve_precision(precision: str, gpu_visible: Optional[bool] = None) -> str:
-    """The Keras dtype policy for `train.precision`; auto = mixed_float16 on GPU else float32."""
+# /proc/cpuinfo flags of CPUs with bfloat16 arithmetic (AVX512-BF16 dot products, AMX tiles).
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_bf16_flags(cpuinfo: PathLike = "/proc/cpuinfo") -> list[str]:
+    """The bfloat16 flags this CPU reports (empty where there are none or no /proc/cpuinfo)."""
+    try:
+        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.partition(":")[2].split())
+    return [flag for flag in BF16_CPU_FLAGS if flag in flags]
+
+
+def resolve_precision(
+    precision: str, gpu_visible: Optional[bool] = None, cpu_bf16: Optional[bool] = None
+) -> str:
+    """The Keras dtype policy for `train.precision` (see `explain_precision` for auto)."""
+    return explain_precision(precision, gpu_visible, cpu_bf16)[0]
+
+
+def explain_precision(
+    precision: str, gpu_visible: Optional[bool] = None, cpu_bf16: Optional[bool] = None
+) -> tuple[str, str]:
+    """`(policy, why)`: auto = mixed_float16 with a GPU, mixed_bfloat16 on a CPU with bfloat16
+    units (AVX512-BF16 or AMX), float32 on any other CPU; other values are kept as given."""
     if precision != "auto":
-        return precision
+        return precision, "train.precision"
     if gpu_visible is None:
         import tensorflow as tf
 
         gpu_visible = bool(tf.config.list_physical_devices("GPU"))
-    return "mixed_float16" if gpu_visible else "float32"
+    if gpu_visible:
+        return "mixed_float16", "auto: a GPU is visible"
+    flags = cpu_bf16_flags() if cpu_bf16 is None else (["bf16"] if cpu_bf16 else [])
+    if flags:
+        return "mixed_bfloat16", f"auto: this CPU has bfloat16 units ({', '.join(flags)})"
+    return "float32", "auto: this CPU has no bfloat16 units"
 
 
 def resolve_paths(config: Config, cwd: Optional[PathLike] = None) -> Config:
@@ -805,12 +838,16 @@ def train(
 
     previous_policy = keras.mixed_precision.global_policy()
     was_deterministic = tf_config.is_op_determinism_enabled()
-    precision = resolve_precision(config.train.precision)
+    precision, why = explain_precision(config.train.precision)
+    saved_precision = ckpt.read_train_state(model_dir).get("precision") if saved else None
+    if config.train.precision == "auto" and saved_precision and saved_precision != precision:
+        precision, why = saved_precision, "auto: kept from the run being resumed"
     try:
         keras.mixed_precision.set_global_policy(precision)
         if config.train.deterministic:
             tf_config.enable_op_determinism()
         run = _Run(config, model_dir, cluster, log, vocab, precision, file_stats, saved)
+        run.precision_reason = why
         return run.loop()
     except BaseException:
         # A new DIR that never got a checkpoint is removed, so that a re-run starts clean.
@@ -835,6 +872,7 @@ class _Run:
         self.trainer.build(vocab, precision)
         self.trainer.build_validation()
         self.precision = precision
+        self.precision_reason = "train.precision"
         self.file_stats = file_stats
         self.ckpt_dir, self.temp_dir = _chief_temp_dir(cluster, model_dir / ckpt.CHECKPOINTS_DIR)
         self.best_dir = model_dir / ckpt.BEST_DIR
@@ -1122,7 +1160,8 @@ class _Run:
         parameters = sum(int(v.numpy().size) for v in t.model.trainable_variables)
         log(
             f"training {self.model_dir}: {self.cluster.num_replicas} replica(s)"
-            f"{f' on {workers} workers' if workers > 1 else ''}, precision {self.precision}, "
+            f"{f' on {workers} workers' if workers > 1 else ''}, precision {self.precision} "
+            f"({self.precision_reason}), "
             f"{parameters:,} parameters, {fs.lines} training pairs "
             f"({fs.empty_pairs} with an empty side)"
         )

@@ -124,8 +124,31 @@ def test_resolve_precision():
     from nmt.training import resolve_precision
 
     assert resolve_precision("auto", gpu_visible=True) == "mixed_float16"
-    assert resolve_precision("auto", gpu_visible=False) == "float32"
+    assert resolve_precision("auto", gpu_visible=False, cpu_bf16=False) == "float32"
+    assert resolve_precision("auto", gpu_visible=False, cpu_bf16=True) == "mixed_bfloat16"
+    assert resolve_precision("auto", gpu_visible=True, cpu_bf16=True) == "mixed_float16"
     assert resolve_precision("mixed_bfloat16", gpu_visible=True) == "mixed_bfloat16"
+    assert resolve_precision("float32", gpu_visible=False, cpu_bf16=True) == "float32"
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        ("fpu avx2 fma", []),
+        ("fpu avx512f avx512_bf16 avx512_fp16", ["avx512_bf16"]),
+        ("fpu amx_tile amx_bf16 avx512_bf16", ["avx512_bf16", "amx_bf16"]),
+    ],
+)
+def test_cpu_bf16_flags_and_the_reason_logged(tmp_path, flags, expected):
+    from nmt.training import cpu_bf16_flags, explain_precision
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {flags}\n")
+    assert cpu_bf16_flags(cpuinfo) == expected
+    assert cpu_bf16_flags(tmp_path / "missing") == []
+    policy, why = explain_precision("auto", gpu_visible=False, cpu_bf16=bool(expected))
+    assert policy == ("mixed_bfloat16" if expected else "float32")
+    assert why.startswith("auto: this CPU has")
 
 
 @pytest.mark.parametrize(
