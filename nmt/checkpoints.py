@@ -39,9 +39,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from nmt import constants
+from nmt import constants, fileio
 from nmt.config import Config, from_dict
-from nmt.errors import CheckpointError, ConfigError, NmtError
+from nmt.errors import CheckpointError, ConfigError, DataError, NmtError
 from nmt.version import __version__
 
 PathLike = Union[str, Path]
@@ -91,31 +91,17 @@ def error_reason(e: BaseException) -> str:
 
 
 def write_text_atomic(path: PathLike, text: str) -> Path:
-    """Write `text` to a temporary file beside `path`, then rename it into place.
-
-    CheckpointWriteError naming `path` when that fails; `path` is then unchanged.
+    """Write `text` to a temporary file beside `path`, fsync it, then rename it into place
+    (`fileio.open_output`). CheckpointWriteError naming `path` when that fails; `path` is
+    then unchanged.
     """
-    path = Path(path)
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        os.chmod(tmp, 0o666 & ~_umask())
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+        return fileio.write_atomic(path, text, fsync=True)
+    except DataError as e:
+        cause = e.__cause__ or e
         raise CheckpointWriteError(
-            f"{path}: cannot write ({error_reason(e)}); the previous version is unchanged"
-        ) from e
-    except BaseException:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+            f"{path}: cannot write ({error_reason(cause)}); the previous version is unchanged"
+        ) from cause
 
 
 def write_json_atomic(path: PathLike, value: Any) -> Path:
