@@ -242,7 +242,8 @@ def check_output_file(
         raise DataError(f"{label}: is a directory, expected an output file")
     target = Path(os.path.realpath(path))
     if not target.parent.is_dir():
-        raise DataError(f"{label}: output directory {target.parent} not found")
+        shown = target.parent if os.path.islink(path) else Path(path).parent  # as typed
+        raise DataError(f"{label}: output directory {shown} not found")
     try:
         mode = os.stat(target).st_mode
     except OSError:
