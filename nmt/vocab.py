@@ -45,7 +45,7 @@ from nmt.constants import (
     UNK_PIECE,
 )
 from nmt.errors import CheckpointError, DataError, NmtError
-from nmt.fileio import LineSource, check_input, check_output_dir, write_atomic
+from nmt.fileio import LineSource, check_input, check_output_dir, reason, write_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     import tensorflow_text
@@ -433,6 +433,18 @@ def train_vocab(
     # Check before writing anything, then move finished files into place.
     for name, proto in protos.items():
         _processor(proto, name, DataError)
+    try:
+        _write_models(protos, output_dir)
+    except OSError as e:
+        raise DataError(
+            f"{output_dir}: cannot write the vocabulary ({reason(e)}); no model file there "
+            "was changed"
+        ) from e
+    return Vocab.load(output_dir)
+
+
+def _write_models(protos: dict[str, bytes], output_dir: Path) -> None:
+    """Write each model and its .vocab into a staging dir, then move them all into place."""
     output_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=output_dir, prefix=".vocab-"))
     try:
@@ -445,4 +457,3 @@ def train_vocab(
                 (staging / file).replace(output_dir / file)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return Vocab.load(output_dir)

@@ -88,7 +88,8 @@ def test_iter_lines_plain_gzip_crlf_and_stdin(tmp_path, monkeypatch):
 
 def test_iter_lines_errors_name_file_and_line(tmp_path, monkeypatch):
     (tmp_path / "bad.txt").write_bytes(b"ok\nok\nab\xc3(\n")
-    with pytest.raises(DataError, match=r"bad\.txt:3: invalid UTF-8 \(byte 0xc3 at offset 2 of the line\)"):
+    message = r"bad\.txt:3: invalid UTF-8 \(byte 0xc3 at offset 2 of the line\)"
+    with pytest.raises(DataError, match=message):
         list(iter_lines(tmp_path / "bad.txt"))
     (tmp_path / "cut.gz").write_bytes(gzip.compress(b"a\n" * 5000)[:-30])
     with pytest.raises(DataError, match=r"cut\.gz:\d+: corrupt or truncated gzip"):
