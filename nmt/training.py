@@ -133,7 +133,8 @@ def resolve_paths(config: Config, cwd: Optional[PathLike] = None) -> Config:
     def absolute(value: Optional[str]) -> Optional[str]:
         if value is None or value == "-":
             return value
-        return str((base / Path(value).expanduser()).resolve())
+        # abspath, not resolve: symlinks stay as typed (/dev/stdin is no /proc/N/fd/pipe:[M])
+        return os.path.abspath(base / Path(value).expanduser())
 
     data = dataclasses.replace(
         config.data,
