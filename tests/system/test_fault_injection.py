@@ -132,7 +132,9 @@ def _install(point: str, nth: int) -> None:
         folder = "checkpoints" if point == "index-move" else "best"
         ckpt.os = _OsWithKill(lambda p: p.suffix == ".index" and p.parent.name == folder, hit)
     elif point == "state-move":  # train_state.json written to its temporary file, not moved
-        ckpt.os = _OsWithKill(lambda p: p.name == "train_state.json", hit)
+        from nmt import fileio  # write_text_atomic writes with nmt.fileio
+
+        fileio.os = _OsWithKill(lambda p: p.name == "train_state.json", hit)
     elif point == "before-prune":  # a new checkpoint complete, the old ones not pruned yet
         prune = ckpt.prune_checkpoints
 
