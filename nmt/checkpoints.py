@@ -29,6 +29,7 @@ TensorFlow is imported inside functions so that importing this module stays chea
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -39,9 +40,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from nmt import constants
+from nmt import constants, fileio, locking
 from nmt.config import Config, from_dict
-from nmt.errors import CheckpointError, ConfigError, NmtError
+from nmt.errors import CheckpointError, ConfigError, DataError, NmtError
 from nmt.version import __version__
 
 PathLike = Union[str, Path]
@@ -91,31 +92,17 @@ def error_reason(e: BaseException) -> str:
 
 
 def write_text_atomic(path: PathLike, text: str) -> Path:
-    """Write `text` to a temporary file beside `path`, then rename it into place.
-
-    CheckpointWriteError naming `path` when that fails; `path` is then unchanged.
+    """Write `text` to a temporary file beside `path`, fsync it, then rename it into place
+    (`fileio.open_output`). CheckpointWriteError naming `path` when that fails; `path` is
+    then unchanged.
     """
-    path = Path(path)
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        os.chmod(tmp, 0o666 & ~_umask())
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+        return fileio.write_atomic(path, text, fsync=True)
+    except DataError as e:
+        cause = e.__cause__ or e
         raise CheckpointWriteError(
-            f"{path}: cannot write ({error_reason(e)}); the previous version is unchanged"
-        ) from e
-    except BaseException:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+            f"{path}: cannot write ({error_reason(cause)}); the previous version is unchanged"
+        ) from cause
 
 
 def write_json_atomic(path: PathLike, value: Any) -> Path:
@@ -556,13 +543,52 @@ def average_checkpoints(
 
     Writes a checkpoint (model weights + the newest step) into `output` (default
     DIR/averaged/, replaced atomically) that `load_model(DIR, checkpoint=output)` loads.
-    Returns the prefix written.
+    Returns the prefix written. Holds the model directory's lock when writing into it.
     """
-    import tensorflow as tf
-
     model_dir = Path(model_dir)
     if isinstance(last_n, bool) or not isinstance(last_n, int) or last_n < 1:
         raise CheckpointError(f"--last must be a positive integer, got {last_n!r}")
+    read_config(model_dir)  # a model directory, before anything is made
+    given = Path(output) if output is not None else model_dir / AVERAGED_DIR
+    target = _average_output(model_dir, given)
+    inside = _is_within(target, model_dir)
+    lock = locking.model_dir_lock(model_dir, "nmt average") if inside else None
+    with lock or contextlib.nullcontext():
+        return _average_into(model_dir, last_n, given, target, log)
+
+
+def _is_within(path: Path, directory: Path) -> bool:
+    path, directory = Path(os.path.realpath(path)), Path(os.path.realpath(directory))
+    return path == directory or directory in path.parents
+
+
+def _average_output(model_dir: Path, output: Path) -> Path:
+    """Where the average goes (a symlink's target: the link stays), checked before work.
+
+    It must be new or a directory written by `nmt average` (it is replaced as a whole), and
+    neither hold the model directory nor be one of its own directories.
+    """
+    fileio.check_output_dir(output, option="--output")
+    target = Path(os.path.realpath(output))
+    label = f"--output {output}"
+    if _is_within(model_dir, target):
+        raise CheckpointError(f"{label}: holds the model directory {model_dir}, which the "
+                              "average would replace; choose a new directory")  # fmt: skip
+    real_model = Path(os.path.realpath(model_dir))
+    if target.parent == real_model and target.name in (CHECKPOINTS_DIR, BEST_DIR, LOGS_DIR):
+        raise CheckpointError(f"{label}: is the model's {target.name}/ directory, which the "
+                              "average would replace; choose a new directory")  # fmt: skip
+    if target.is_dir() and any(target.iterdir()) and not (target / "averaged.json").exists():
+        raise CheckpointError(
+            f"{label}: exists and was not written by `nmt average` (no averaged.json), so it "
+            "is not replaced; choose a new directory"
+        )
+    return target
+
+
+def _average_into(model_dir, last_n, given, output, log) -> Path:
+    import tensorflow as tf
+
     config = read_config(model_dir)
     check_version(model_dir)
     prefixes = list_checkpoints(model_dir / CHECKPOINTS_DIR)
@@ -586,13 +612,10 @@ def average_checkpoints(
     last_step = checkpoint_step(chosen[-1])
     step = tf.Variable(last_step, dtype=tf.int64, trainable=False)
 
-    output = Path(output) if output is not None else model_dir / AVERAGED_DIR
-    if output.exists() and not output.is_dir():
-        raise CheckpointError(f"{output}: exists and is not a directory")
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = make_temp_dir(output.parent, f".{output.name}.tmp-")
     old = None
-    unchanged = f"{output} is unchanged" if output.exists() else "nothing was written"
+    unchanged = f"{given} is unchanged" if output.exists() else "nothing was written"
     try:
         try:
             write_checkpoint(inference_checkpoint(model, step), staging, last_step)
@@ -602,7 +625,7 @@ def average_checkpoints(
             )
         except CheckpointWriteError as e:
             raise CheckpointWriteError(
-                f"{output}: cannot write the averaged checkpoint "
+                f"{given}: cannot write the averaged checkpoint "
                 f"({error_reason(e.__cause__ or e)}); {unchanged}"
             ) from e
         try:
@@ -616,7 +639,7 @@ def average_checkpoints(
                 os.rename(old, output)  # put the previous average back
                 old = None
             raise CheckpointWriteError(
-                f"{output}: cannot move the averaged checkpoint into place "
+                f"{given}: cannot move the averaged checkpoint into place "
                 f"({error_reason(e)}); {unchanged}"
             ) from e
     finally:
@@ -625,5 +648,5 @@ def average_checkpoints(
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     if log:
-        log(f"averaged {', '.join(p.name for p in chosen)} -> {output}")
-    return output / f"{CHECKPOINT_PREFIX}-{last_step}"
+        log(f"averaged {', '.join(p.name for p in chosen)} -> {given}")
+    return given / f"{CHECKPOINT_PREFIX}-{last_step}"

@@ -5,6 +5,8 @@ TensorFlow is imported lazily inside commands so that `nmt --help` stays fast.
 
 from __future__ import annotations
 
+import signal
+
 import click
 
 from nmt.errors import NmtError
@@ -76,9 +78,10 @@ class _Group(click.Group):
                 raise
             click.echo(f"nmt: error: {describe_error(e)}", err=True)
             ctx.exit(2)
-        except KeyboardInterrupt:
-            click.echo("nmt: interrupted", err=True)
-            ctx.exit(130)
+        except KeyboardInterrupt as e:
+            signum = getattr(e, "signum", signal.SIGINT)
+            click.echo(f"nmt: interrupted ({signal.Signals(signum).name})", err=True)
+            ctx.exit(128 + signum)
         except Exception as e:
             if debug:
                 raise
@@ -95,6 +98,23 @@ class _Group(click.Group):
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
 def cli(debug: bool) -> None:
     """Train, evaluate, translate with and export LSTM translation models."""
+    _stop_on_sigterm(click.get_current_context())
+
+
+def _stop_on_sigterm(ctx: click.Context) -> None:
+    """SIGTERM ends a command like Ctrl-C (its clean-up runs; exit 143), not by a kill."""
+    import threading
+
+    from nmt.interrupts import Aborted
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def terminate(signum, frame):
+        raise Aborted(signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    ctx.call_on_close(lambda: signal.signal(signal.SIGTERM, previous))
 
 
 _CHECKPOINT_HELP = "Which weights: best (by dev BLEU), last, or a checkpoint path."
@@ -488,6 +508,19 @@ def train_command(config_path, model_dir, overrides, precision, jit):
     from nmt.training import train
 
     result = train(config, model_dir)
+    if result.stop_reason == "interrupted":
+        import shlex
+
+        from nmt.interrupts import exit_code, signal_name
+
+        again = ["nmt", "train", "--config", config_path, "--model-dir", model_dir]
+        again += [a for o in overrides for a in ("--set", o)]
+        click.echo(
+            f"nmt: interrupted ({signal_name(result.signal)}) at step {result.step}; saved "
+            f"{result.last_checkpoint}; resume with: {shlex.join(again)}",
+            err=True,
+        )
+        click.get_current_context().exit(exit_code(result.signal))
     best = ""
     if result.best_bleu is not None:
         best = f"; best BLEU {result.best_bleu:.2f} at step {result.best_step}"

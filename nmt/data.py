@@ -35,10 +35,6 @@ TensorFlow is imported inside the functions that need it, so the pure-Python hel
 
 from __future__ import annotations
 
-import gzip
-import sys
-import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import zip_longest
 from pathlib import Path
@@ -46,6 +42,7 @@ from typing import TYPE_CHECKING, Optional
 
 from nmt.constants import BOS_ID, EOS_ID, PAD_ID
 from nmt.errors import ConfigError, DataError
+from nmt.fileio import check_input, is_regular_file, iter_lines
 
 if TYPE_CHECKING:  # pragma: no cover
     import tensorflow as tf
@@ -61,52 +58,14 @@ TOKENIZE_CHUNK = 256  # lines tokenized per call of the SentencePiece op
 # Reading text files (pure Python)
 
 
-def _open_binary(path: str | Path):
-    """Open a plain or gzip file for binary line reading; DataError if missing or unreadable."""
-    p = Path(path)
-    if not p.exists():
-        raise DataError(f"{p}: file not found")
-    if p.is_dir():
-        raise DataError(f"{p}: is a directory, expected a text file")
-    try:
-        if p.suffix == ".gz":
-            return gzip.open(p, "rb")  # buffered; closing it closes the file
-        return open(p, "rb")
-    except OSError as e:
-        raise DataError(f"{p}: cannot read: {e.strerror or e}") from None
-
-
-def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    """Stream (line_number, text) from a plain or .gz file, or stdin for '-'.
-
-    Line numbers start at 1; the line terminator ("\\n" or "\\r\\n") is removed, as
-    tf.data.TextLineDataset does. Invalid UTF-8 or a corrupt gzip stream raises DataError
-    naming the file and line.
-    """
-    name = "<stdin>" if str(path) == STDIN else str(path)
-    stream = sys.stdin.buffer if str(path) == STDIN else _open_binary(path)
-    number = 0
-    try:
-        try:
-            for number, raw in enumerate(stream, start=1):  # noqa: B007 - used after loop
-                if raw.endswith(b"\n"):
-                    raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    raise DataError(
-                        f"{name}: line {number}: invalid UTF-8 (byte {e.start + 1} of the line)"
-                    ) from None
-                yield number, text
-        except (gzip.BadGzipFile, EOFError, zlib.error) as e:
-            raise DataError(
-                f"{name}: line {number + 1}: corrupt or truncated gzip data ({e})"
-            ) from None
-        except OSError as e:
-            raise DataError(f"{name}: line {number + 1}: cannot read: {e}") from None
-    finally:
-        if stream is not sys.stdin.buffer:
-            stream.close()
+def _check_data_file(path: str | Path) -> None:
+    """A training or dev file must be a regular file: tf.data reads it again every epoch."""
+    check_input(path)
+    if not is_regular_file(path):
+        raise DataError(
+            f"{path}: not a regular file (a pipe or device?); training reads its data files "
+            "again every epoch and on resume, so save the data to a file first"
+        )
 
 
 @dataclass(frozen=True)
@@ -131,6 +90,8 @@ def check_parallel_files(source: str | Path, target: str | Path) -> ParallelFile
     Raises DataError for a missing or empty file, invalid UTF-8 (naming file and line), or
     different line counts (naming both files and both counts). Holds one line per side.
     """
+    _check_data_file(source)
+    _check_data_file(target)
     empty_source = empty_target = empty_pairs = 0
     counts = [0, 0]
     for pair in zip_longest(iter_lines(source), iter_lines(target)):

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from nmt import fileio
 from nmt.errors import DataError
 
 METRICS = ("bleu", "chrf", "ter")
@@ -34,7 +35,10 @@ def _metric(name: str):
 
 
 def score(hypotheses: list[str], references: list[str], metric: str = "bleu") -> Score:
-    """Corpus-level score of detokenized hypotheses against one reference each (cased, 13a)."""
+    """Corpus-level score of detokenized hypotheses against one reference each (cased, 13a).
+
+    No lines at all (two empty files) score 0, as an empty hypothesis against an empty
+    reference does."""
     if metric not in METRICS:
         raise DataError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
     if len(hypotheses) != len(references):
@@ -42,7 +46,10 @@ def score(hypotheses: list[str], references: list[str], metric: str = "bleu") ->
             f"{len(hypotheses)} hypotheses but {len(references)} references: counts must match"
         )
     scorer = _metric(metric)
-    result = scorer.corpus_score(list(hypotheses), [list(references)])
+    hypotheses, references = list(hypotheses), list(references)
+    if not hypotheses:  # sacreBLEU fails on no lines; one empty pair scores the same: 0
+        hypotheses, references = [""], [""]
+    result = scorer.corpus_score(hypotheses, [references])
     signature = str(scorer.get_signature())
     return Score(metric, float(result.score), signature, str(result))
 
@@ -54,21 +61,7 @@ def bleu(hypotheses: list[str], references: list[str]):
     return BLEU().corpus_score(list(hypotheses), [list(references)])
 
 
-def read_lines(path: str | Path) -> list[str]:
-    """Read a text file as lines (no newline), naming the file and line on bad UTF-8."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: file not found")
-    if path.is_dir():
-        raise DataError(f"{path}: is a directory, expected a text file")
-    lines = []
-    with path.open("rb") as f:
-        for number, raw in enumerate(f, 1):
-            try:
-                lines.append(raw.decode("utf-8").rstrip("\r\n"))
-            except UnicodeDecodeError:
-                raise DataError(f"{path}:{number}: invalid UTF-8") from None
-    return lines
+read_lines = fileio.read_lines  # every line of a UTF-8 file (plain or .gz) or stdin
 
 
 def score_files(
@@ -101,6 +94,9 @@ def evaluate_model(
     from nmt.ensemble import load_ensemble
     from nmt.translator import Translator
 
+    inputs = [(f"--src {source_path}", source_path), (f"--ref {reference_path}", reference_path)]
+    if hypothesis_path is not None:
+        fileio.check_output_file(hypothesis_path, option="--hyp-out", inputs=inputs)
     sources, refs = read_lines(source_path), read_lines(reference_path)
     if len(sources) != len(refs):
         raise DataError(
@@ -116,22 +112,7 @@ def evaluate_model(
         )
     ]
     if hypothesis_path is not None:
-        _write_atomic(Path(hypothesis_path), "".join(h + "\n" for h in hyps))
+        fileio.write_atomic(
+            hypothesis_path, "".join(h + "\n" for h in hyps), what="the translations"
+        )
     return [score(hyps, refs, m) for m in metrics]
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write beside the target, then rename: a failure leaves any previous file as it was."""
-    import os
-    import tempfile
-
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError as e:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise DataError(f"{path}: cannot write ({e.strerror or e}); it is unchanged") from e

@@ -49,6 +49,7 @@ from typing import Any
 
 from nmt import constants
 from nmt.errors import NmtError
+from nmt.fileio import check_output_dir
 from nmt.version import __version__
 
 EXTRA_DIR = "assets.extra"
@@ -324,8 +325,7 @@ def export_model(
     Returns the version directory written.
     """
     base = Path(export_base)
-    if base.exists() and not base.is_dir():
-        raise NmtError(f"{base}: exists and is not a directory")
+    check_output_dir(base, option="--output")  # a directory we can write in, before work
     if version is not None and (isinstance(version, bool) or int(version) < 1):
         raise NmtError(f"--version must be a positive integer, got {version}")
     if beam_size is not None and beam_size < 1:

@@ -2,13 +2,20 @@
 
 `train(config, model_dir)` trains (or resumes training of) the model in `model_dir`:
 
-1. Set-up. A new DIR is built in a staging directory beside it (vocabulary trained or
-   copied from `vocab.path`, config.yaml with absolute data paths, VERSION) and renamed into
-   place; if training then fails before its first checkpoint, DIR is removed again, so a
-   re-run is never blocked. An existing DIR with the same `model` and `vocab` sections is
-   resumed; a different one is refused (CheckpointError), unless it holds no checkpoint yet
-   (left by a killed run), in which case it is set up again. Relative data paths in a config
-   are relative to the current directory.
+1. Set-up. `nmt train` holds DIR's lock (nmt/locking.py) from before set-up to the end, so
+   a second writer of DIR is refused. A new DIR is made (an empty one is used as it is) and
+   built in a hidden staging directory inside it (vocabulary trained or copied from
+   `vocab.path`, config.yaml with absolute data paths, VERSION), whose files are moved into
+   DIR with config.yaml last: DIR is a model directory only once complete, and one that
+   holds only what a set-up cut short leaves is set up again. If training fails before its
+   first checkpoint, what this run set up is removed again (DIR too when this run made it),
+   so a re-run is never blocked; a DIR with any checkpoint is never removed. An existing DIR
+   with the same `model` and `vocab` sections is resumed; a different one is refused
+   (CheckpointError), unless it holds no checkpoint yet (left by a killed run), in which
+   case it is set up again. Relative data paths in a config are relative to the current
+   directory. SIGINT or SIGTERM (nmt/interrupts.py): the first one ends the current step,
+   writes a checkpoint and stops (`stop_reason` "interrupted", `signal` set); a second one
+   aborts at once.
 2. Loop. One `tf.function` train step with an input signature of unknown (None, None) shapes
    (variable batch shapes never retrace), optionally XLA-compiled (`train.jit`). The loss is
    the label-smoothed cross-entropy summed over target tokens divided by the number of
@@ -45,6 +52,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -59,7 +67,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from nmt import checkpoints as ckpt
-from nmt import constants
+from nmt import constants, fileio, interrupts, locking
 from nmt.config import Config, TrainConfig, from_dict, save_config
 from nmt.errors import CheckpointError, ConfigError, NmtError
 from nmt.version import __version__
@@ -93,7 +101,7 @@ class TrainResult:
     model_dir: Path
     step: int  # global step reached
     start_step: int  # step this run resumed from (0 for a new model)
-    stop_reason: str  # "max_steps", "max_minutes", "early_stopping" or "already_done"
+    stop_reason: str  # "max_steps", "max_minutes", "early_stopping", "already_done", "interrupted"
     last_checkpoint: Optional[Path]
     best_step: Optional[int]
     best_bleu: Optional[float]
@@ -101,6 +109,7 @@ class TrainResult:
     evaluations: list[dict] = field(default_factory=list)  # evaluations made in this run
     precision: str = "float32"
     num_replicas: int = 1
+    signal: Optional[int] = None  # the signal that interrupted training ("interrupted")
 
 
 # --------------------------------------------------------------------------------------------
@@ -157,7 +166,8 @@ def resolve_paths(config: Config, cwd: Optional[PathLike] = None) -> Config:
     def absolute(value: Optional[str]) -> Optional[str]:
         if value is None or value == "-":
             return value
-        return str((base / Path(value).expanduser()).resolve())
+        # abspath, not resolve: symlinks stay as typed (/dev/stdin is no /proc/N/fd/pipe:[M])
+        return os.path.abspath(base / Path(value).expanduser())
 
     data = dataclasses.replace(
         config.data,
@@ -375,7 +385,7 @@ def _save_config_atomic(config: Config, path: Path) -> None:
 def _wait_for_chief(model_dir: Path, log: Log) -> None:
     deadline = time.monotonic() + WORKER_WAIT_SECONDS
     logged = False
-    while not (model_dir / constants.VERSION_FILE).exists():
+    while not ckpt.is_model_dir(model_dir):  # config.yaml is moved into DIR last
         if time.monotonic() > deadline:
             raise CheckpointError(
                 f"{model_dir}: the chief did not set up the model directory within "
@@ -387,21 +397,35 @@ def _wait_for_chief(model_dir: Path, log: Log) -> None:
         time.sleep(0.2)
 
 
+_SETUP_STAGING = ".setup-"
+
+
 def _stale_setup(model_dir: Path) -> bool:
     """Whether DIR holds only set-up files of a run that never wrote a checkpoint."""
-    if ckpt.list_checkpoints(model_dir / ckpt.CHECKPOINTS_DIR) or ckpt.list_checkpoints(
-        model_dir / ckpt.BEST_DIR
-    ):
+    if _has_checkpoint(model_dir):
         return False
     return all(p.name in _SETUP_FILES or p.name.startswith(".") for p in model_dir.iterdir())
 
 
+def _unfinished_setup(model_dir: Path) -> bool:
+    """Whether DIR is empty or holds only what a set-up cut short leaves (the lock, a hidden
+    staging directory, vocabulary files and VERSION moved before config.yaml)."""
+    if not model_dir.exists():
+        return True
+    if ckpt.is_model_dir(model_dir) or _has_checkpoint(model_dir):
+        return False
+    done = _SETUP_FILES - {constants.CONFIG_FILE, ckpt.TRAIN_STATE_FILE, ckpt.LOGS_DIR}
+    return all(
+        p.name == locking.LOCK_FILE or p.name.startswith(_SETUP_STAGING) or p.name in done
+        for p in model_dir.iterdir()
+    )
+
+
 def _stage_model_dir(config: Config, model_dir: Path, log: Log) -> Path:
-    """Build config.yaml, VERSION and the vocabulary in a staging dir beside `model_dir`."""
+    """Build config.yaml, VERSION and the vocabulary in a hidden staging dir inside DIR."""
     from nmt.vocab import Vocab, train_vocab
 
-    model_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = ckpt.make_temp_dir(model_dir.parent, f".{model_dir.name}.setup-")
+    staging = ckpt.make_temp_dir(model_dir, _SETUP_STAGING)
     try:
         if config.vocab.path:
             log(f"vocabulary: {config.vocab.path}")
@@ -422,6 +446,17 @@ def _stage_model_dir(config: Config, model_dir: Path, log: Log) -> Path:
     return staging
 
 
+def _install_setup(staging: Path, model_dir: Path) -> None:
+    """Replace what DIR holds (but its lock) by the staged files, config.yaml last: DIR
+    counts as a model directory (`is_model_dir`) only once everything else is in place."""
+    for entry in model_dir.iterdir():
+        if entry.name != locking.LOCK_FILE and entry != staging:
+            _remove(entry)
+    for path in sorted(staging.iterdir(), key=lambda p: p.name == constants.CONFIG_FILE):
+        os.replace(path, model_dir / path.name)
+    staging.rmdir()
+
+
 def prepare_model_dir(config: Config, model_dir: PathLike, *, is_chief: bool = True, log: Log):
     """Create or validate DIR (rules in the module docstring); returns
     `(vocab, created, saved_config)`: `created` when DIR was set up by this call, and the config
@@ -434,7 +469,7 @@ def prepare_model_dir(config: Config, model_dir: PathLike, *, is_chief: bool = T
         raise CheckpointError(f"{model_dir}: exists and is not a directory")
     if not is_chief:
         _wait_for_chief(model_dir, log)
-    fresh = not model_dir.exists() or not any(model_dir.iterdir())
+    fresh = _unfinished_setup(model_dir)
     saved = None
     if not fresh:
         if not ckpt.is_model_dir(model_dir):
@@ -454,18 +489,13 @@ def prepare_model_dir(config: Config, model_dir: PathLike, *, is_chief: bool = T
                 f"({'; '.join(changes)}); use a new --model-dir or the original config"
             )
     if fresh:
-        if not is_chief:  # pragma: no cover - _wait_for_chief makes DIR non-empty
+        if not is_chief:  # pragma: no cover - _wait_for_chief waits for a model directory
             raise CheckpointError(f"{model_dir}: the chief has not set up the model directory")
-        staging = _stage_model_dir(config, model_dir, log)
-        try:
-            if model_dir.exists():
-                shutil.rmtree(model_dir)
-            os.rename(staging, model_dir)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        # Set-up directories of runs killed before their rename (ours is renamed by now; a
-        # concurrent set-up of the same DIR could not rename onto it anyway).
+        model_dir.mkdir(parents=True, exist_ok=True)
+        for entry in model_dir.glob(f"{_SETUP_STAGING}*"):  # of a set-up cut short
+            _remove(entry)
+        _install_setup(_stage_model_dir(config, model_dir, log), model_dir)
+        # Set-up directories that earlier nmt versions staged beside DIR (runs killed then).
         for stale in model_dir.parent.glob(f".{model_dir.name}.setup-*"):
             shutil.rmtree(stale, ignore_errors=True)
     elif is_chief:  # train/decode/data keys may change between runs
@@ -832,7 +862,28 @@ def train(
     if config.data.dev_source:
         check_parallel_files(config.data.dev_source, config.data.dev_target)
 
+    is_chief = cluster.is_chief
+    new_dir = not model_dir.exists()
+    if is_chief:
+        fileio.check_output_dir(model_dir, option="--model-dir")
+        model_dir.mkdir(parents=True, exist_ok=True)
+    lock = locking.model_dir_lock(model_dir, "nmt train", warn=log) if is_chief else None
+    setup = {"created": False}
+    with lock or contextlib.nullcontext(), interrupts.StopRequest(log) as stop:
+        try:
+            return _train_locked(config, model_dir, cluster, log, stop, file_stats, setup)
+        except BaseException as e:
+            # What this run set up is undone when DIR holds no checkpoint, so that a re-run
+            # starts clean; a DIR with any checkpoint, or one stopped by a signal, is kept.
+            if is_chief and not isinstance(e, KeyboardInterrupt):
+                if new_dir or setup["created"]:
+                    _undo_setup(model_dir, remove_dir=new_dir)
+            raise
+
+
+def _train_locked(config, model_dir, cluster, log, stop, file_stats, setup) -> TrainResult:
     vocab, created, saved = prepare_model_dir(config, model_dir, is_chief=cluster.is_chief, log=log)
+    setup["created"] = created
     import keras
     from tensorflow.python.framework import config as tf_config  # is/disable: not public API
 
@@ -848,17 +899,37 @@ def train(
             tf_config.enable_op_determinism()
         run = _Run(config, model_dir, cluster, log, vocab, precision, file_stats, saved)
         run.precision_reason = why
-        return run.loop()
-    except BaseException:
-        # A new DIR that never got a checkpoint is removed, so that a re-run starts clean.
-        if created and cluster.is_chief:
-            if not ckpt.list_checkpoints(model_dir / ckpt.CHECKPOINTS_DIR):
-                shutil.rmtree(model_dir, ignore_errors=True)
-        raise
+        return run.loop(stop)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
         if config.train.deterministic and not was_deterministic:
             tf_config.disable_op_determinism()
+
+
+def _has_checkpoint(model_dir: Path) -> bool:
+    return any(
+        ckpt.list_checkpoints(model_dir / sub) for sub in (ckpt.CHECKPOINTS_DIR, ckpt.BEST_DIR)
+    )
+
+
+def _undo_setup(model_dir: Path, remove_dir: bool) -> None:
+    """Remove what set-up wrote into DIR (DIR itself when this run made it), unless DIR
+    holds a checkpoint: a model directory with training progress is never deleted."""
+    if not model_dir.is_dir() or _has_checkpoint(model_dir):
+        return
+    if remove_dir:
+        shutil.rmtree(model_dir, ignore_errors=True)
+        return
+    for entry in model_dir.iterdir():
+        if entry.name != locking.LOCK_FILE:
+            _remove(entry)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 class _Run:
@@ -1132,8 +1203,9 @@ class _Run:
 
     # ---- the loop
 
-    def loop(self) -> TrainResult:
+    def loop(self, interrupt: Optional[interrupts.StopRequest] = None) -> TrainResult:
         t, cfg, log = self.trainer, self.train_cfg, self.log
+        interrupt = interrupt or interrupts.StopRequest()
         restored = self.restore()
         previous = ckpt.read_train_state(self.model_dir) if restored else {}
         start_step = int(t.state.step.numpy())
@@ -1176,6 +1248,7 @@ class _Run:
         step = start_step
         stop_reason = "max_steps"
         saved_step = start_step if restored else -1
+        interrupt.arm()
         while step < cfg.max_steps:
             (source, target_in), target_out = next(t.iterator)
             self.pending.append(t.train_step(source, target_in, target_out))
@@ -1228,10 +1301,13 @@ class _Run:
                 if over:
                     stop = "max_minutes"
                     log(f"stopping: train.max_minutes ({cfg.max_minutes}) reached")
+            if stop is None and self._interrupted(interrupt, boundary):
+                stop = "interrupted"
             if stop:
                 stop_reason = stop
                 break
         self.flush_pending()
+        result.signal = interrupt.signum if stop_reason == "interrupted" else None
         if (
             t.has_dev
             and stop_reason in ("max_steps", "max_minutes")
@@ -1245,6 +1321,14 @@ class _Run:
         result.last_checkpoint = last_checkpoint
         log(f"data: {t.stats.summary()}")
         return self._finish(result, step, stop_reason)
+
+    def _interrupted(self, interrupt: interrupts.StopRequest, boundary: bool) -> bool:
+        """Whether a signal asked to stop (with several workers: the chief's, at log lines)."""
+        if self.cluster.num_workers > 1:
+            if not boundary:
+                return False
+            return self.trainer.broadcast([float(interrupt.requested)])[0] > 0.5
+        return interrupt.requested
 
     def _finish(self, result: TrainResult, step: int, reason: str) -> TrainResult:
         s = self.trainer.state

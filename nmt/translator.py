@@ -6,12 +6,8 @@ export run, so the two give the same translations for the same model, beam and i
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nmt import constants
+from nmt import constants, fileio
 from nmt.config import DecodeConfig
 from nmt.errors import DataError
 
@@ -280,45 +276,12 @@ class Translator:
 
 # === Files ===
 
-
-def iter_text_lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    """(line number, text) for each line of a UTF-8 file, or of stdin for '-'.
-
-    Only '\\n' ends a line (a trailing '\\r' is dropped), so control characters such as
-    form feeds or U+2028 inside a line never split it.
-    """
-    name = "<stdin>" if str(path) == "-" else str(path)
-    if str(path) == "-":
-        stream = sys.stdin.buffer
-    else:
-        p = Path(path)
-        if not p.exists():
-            raise DataError(f"{p}: file not found")
-        if p.is_dir():
-            raise DataError(f"{p}: is a directory, expected a text file")
-        stream = p.open("rb")
-    try:
-        for number, raw in enumerate(stream, 1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise DataError(
-                    f"{name}:{number}: invalid UTF-8 (byte 0x{raw[e.start]:02x} at offset "
-                    f"{e.start} of the line)"
-                ) from None
-            if text.endswith("\n"):
-                text = text[:-1]
-            if text.endswith("\r"):
-                text = text[:-1]
-            yield number, text
-    finally:
-        if stream is not sys.stdin.buffer:
-            stream.close()
+iter_text_lines = fileio.iter_lines  # (line number, text) of a UTF-8 file or stdin ('-')
 
 
 def check_utf8(path: str | Path) -> int:
     """Validate a whole file before any output is written; returns its line count."""
-    return sum(1 for _ in iter_text_lines(path))
+    return sum(1 for _ in fileio.iter_lines(path))
 
 
 # What str.splitlines() splits on: \n \v \f \r \x1c \x1d \x1e \x85 \u2028 \u2029.
@@ -354,10 +317,30 @@ class TranslateReport:
     output: str
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+class _Progress:
+    """`nmt translate: N/TOTAL lines, R lines/s` on one stderr line; warnings end it first."""
+
+    def __init__(self, enabled: bool, total: int | None):
+        self.enabled, self.total, self.shown = enabled, total, False
+        self.start = time.perf_counter()
+
+    def warn(self, message: str) -> None:
+        self.end()
+        print(f"nmt: warning: {message}", file=sys.stderr, flush=True)
+
+    def update(self, done: int) -> None:
+        if not self.enabled:
+            return
+        rate = done / max(time.perf_counter() - self.start, 1e-9)
+        of = f"/{self.total}" if self.total is not None else ""
+        print(f"\rnmt translate: {done}{of} lines, {rate:.1f} lines/s", end="",
+              file=sys.stderr, flush=True)  # fmt: skip
+        self.shown = True
+
+    def end(self) -> None:
+        if self.shown:
+            print(file=sys.stderr)
+            self.shown = False
 
 
 def translate_file(
@@ -380,131 +363,91 @@ def translate_file(
 ) -> TranslateReport:
     """Translate a file (or stdin) line by line into a file (or stdout), in input order.
 
-    An input file is checked for valid UTF-8 before the model is loaded. The output file is
-    written to a temporary file beside it and moved into place only when every line is
-    translated, so a failure leaves any previous file untouched. Output is UTF-8 whatever
-    the locale. Warnings (truncated lines, lines that cannot be plotted) go to stderr.
-    Several model directories or checkpoints decode as an ensemble (`ensemble.load_ensemble`).
+    Before the model is loaded: the output is checked (`fileio.check_output_file`: its
+    directory, and that it is not the input) and the whole input is read and checked for
+    valid UTF-8; stdin or a pipe is read once (kept in a temporary file), so the
+    translation sees the lines that were checked. The output is written with
+    `fileio.open_output`: a file is moved into place only when every line is translated.
+    Output is UTF-8 whatever the locale. Warnings (truncated lines, lines that cannot be
+    plotted) go to stderr. Several model directories or checkpoints decode as an ensemble
+    (`ensemble.load_ensemble`).
     """
     from nmt.ensemble import load_ensemble
 
     start = time.perf_counter()
-    name = "<stdin>" if input_path == "-" else str(input_path)
-    total = check_utf8(input_path) if input_path != "-" else None
-    target = None if output_path == "-" else Path(output_path)
-    if target is not None:
-        if target.is_dir():
-            raise DataError(f"{target}: is a directory, expected an output file")
-        if not target.parent.is_dir():
-            raise DataError(f"{target.parent}: output directory not found")
-    loaded = load_ensemble(model_dir, checkpoint)
-    decode = loaded.config.decode
-    if batch_tokens:
-        decode.batch_tokens = batch_tokens
-    if min_length is not None:
-        if min_length < 0:
-            raise DataError(f"--min-length must be >= 0, got {min_length}")
-        decode.min_length = int(min_length)
-    beam_size = beam_size or decode.beam_size
-    if n_best > beam_size:
-        raise DataError(f"--n-best {n_best} cannot exceed the beam size {beam_size}")
-    plot_lines = set(plot_lines) if plot_dir else set()
-    want_attention = alignments or bool(plot_lines)
-    progress_shown = False
-
-    def warn(message: str) -> None:
-        nonlocal progress_shown
-        if progress_shown:  # end the progress line first
-            print(file=sys.stderr)
-            progress_shown = False
-        print(f"nmt: warning: {message}", file=sys.stderr, flush=True)
-
-    translator = Translator(loaded.model, loaded.vocab, decode, warn=warn)
-
-    tmp_name = None
-    if target is None:
-        sys.stdout.flush()
-        stdout = getattr(sys.stdout, "buffer", None)
-        out = sys.stdout
-        if stdout is not None:  # UTF-8 bytes whatever the locale's encoding
-            out = io.TextIOWrapper(stdout, encoding="utf-8", newline="\n")
-    else:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        out = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
-    done = 0
-    try:
-        chunk: list[tuple[int, str]] = []
-
-        def flush():
-            nonlocal done, progress_shown
-            encoded = [translator.encode(text, number, name) for number, text in chunk]
-            hyps = translator.translate_encoded(
-                encoded,
-                beam_size=beam_size,
-                length_penalty=length_penalty,
-                n_best=n_best,
-                return_attention=want_attention,
-            )
-            for (number, _), h in zip(chunk, hyps, strict=True):
-                for line in format_hypotheses(
-                    number - 1, h, n_best=n_best, with_scores=with_scores, alignments=alignments
-                ):
-                    out.write(line + "\n")
-                if number in plot_lines:
-                    if h[0].attention is None:
-                        warn(f"{name}:{number}: empty line, no attention plot")
-                    elif not h[0].target_pieces:
-                        warn(f"{name}:{number}: empty translation, no attention plot")
-                    else:
-                        plot_attention(h[0], Path(plot_dir) / f"attention_line{number}.png")
-            out.flush()
-            done += len(chunk)
-            if progress:
-                rate = done / max(time.perf_counter() - start, 1e-9)
-                of = f"/{total}" if total is not None else ""
-                print(
-                    f"\rnmt translate: {done}{of} lines, {rate:.1f} lines/s",
-                    end="",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                progress_shown = True
-            chunk.clear()
-
-        for number, text in iter_text_lines(input_path):
-            chunk.append((number, text))
-            if len(chunk) >= chunk_lines:
-                flush()
-        if chunk:
-            flush()
-        if progress_shown:
-            print(file=sys.stderr)
-            progress_shown = False
-        missing = sorted(n for n in plot_lines if n > done)
-        if missing:
-            warn(f"{name} has {done} lines: nothing to plot for line(s) {missing}")
-        if tmp_name is not None:
-            out.close()
-            existing = target.stat().st_mode & 0o7777 if target.exists() else None
-            os.chmod(tmp_name, existing if existing is not None else 0o666 & ~_umask())
-            os.replace(tmp_name, target)
-            tmp_name = None
-    except OSError as e:
-        if target is None:
-            raise
-        reason = e.strerror or str(e)
-        raise DataError(
-            f"{target}: cannot write the translation ({reason}); it is unchanged"
-        ) from e
-    finally:
-        if tmp_name is not None:
-            with contextlib.suppress(OSError):
-                out.close()
-            Path(tmp_name).unlink(missing_ok=True)
-        elif target is None and out is not sys.stdout:
-            out.flush()
-            out.detach()  # leave sys.stdout's buffer open
+    fileio.check_output_file(output_path, option="-o", inputs=[(str(input_path), input_path)])
+    with fileio.LineSource(input_path) as source:
+        total = sum(1 for _ in source)
+        loaded = load_ensemble(model_dir, checkpoint)
+        decode = loaded.config.decode
+        if batch_tokens:
+            decode.batch_tokens = batch_tokens
+        if min_length is not None:
+            if min_length < 0:
+                raise DataError(f"--min-length must be >= 0, got {min_length}")
+            decode.min_length = int(min_length)
+        beam_size = beam_size or decode.beam_size
+        if n_best > beam_size:
+            raise DataError(f"--n-best {n_best} cannot exceed the beam size {beam_size}")
+        shown = _Progress(progress, total)
+        translator = Translator(loaded.model, loaded.vocab, decode, warn=shown.warn)
+        options = {"beam_size": beam_size, "length_penalty": length_penalty, "n_best": n_best,
+                   "with_scores": with_scores, "alignments": alignments}  # fmt: skip
+        plots = (set(plot_lines), Path(plot_dir)) if plot_dir else (set(), None)
+        with fileio.open_output(output_path, what="the translation", warn=shown.warn) as out:
+            done = _translate_lines(translator, source, out, options, plots, chunk_lines, shown)
+        shown.end()
+    missing = sorted(n for n in plots[0] if n > done)
+    if missing:
+        shown.warn(f"{source.name} has {done} lines: nothing to plot for line(s) {missing}")
     return TranslateReport(done, time.perf_counter() - start, output_path)
+
+
+def _translate_lines(translator, source, out, options, plots, chunk_lines, shown) -> int:
+    """Translate `source` chunk by chunk into `out`; returns the number of lines."""
+    plot_lines, plot_dir = plots
+    n_best = options["n_best"]
+    done = 0
+    chunk: list[tuple[int, str]] = []
+
+    def flush():
+        nonlocal done
+        encoded = [translator.encode(text, number, source.name) for number, text in chunk]
+        hyps = translator.translate_encoded(
+            encoded,
+            beam_size=options["beam_size"],
+            length_penalty=options["length_penalty"],
+            n_best=n_best,
+            return_attention=options["alignments"] or bool(plot_lines),
+        )
+        for (number, _), h in zip(chunk, hyps, strict=True):
+            for line in format_hypotheses(number - 1, h, n_best=n_best,
+                                          with_scores=options["with_scores"],
+                                          alignments=options["alignments"]):  # fmt: skip
+                out.write(line + "\n")
+            if number in plot_lines:
+                _plot_line(h[0], number, source.name, plot_dir, shown.warn)
+        out.flush()
+        done += len(chunk)
+        shown.update(done)
+        chunk.clear()
+
+    for number, text in source:
+        chunk.append((number, text))
+        if len(chunk) >= chunk_lines:
+            flush()
+    if chunk:
+        flush()
+    return done
+
+
+def _plot_line(hyp: Hypothesis, number: int, name: str, plot_dir: Path, warn) -> None:
+    if hyp.attention is None:
+        warn(f"{name}:{number}: empty line, no attention plot")
+    elif not hyp.target_pieces:
+        warn(f"{name}:{number}: empty translation, no attention plot")
+    else:
+        plot_attention(hyp, plot_dir / f"attention_line{number}.png")
 
 
 _MAX_PLOT_INCHES = 60  # at 100 dpi: at most 6000 x 6000 pixels for very long lines

@@ -44,8 +44,8 @@ from nmt.constants import (
     UNK_ID,
     UNK_PIECE,
 )
-from nmt.data import iter_lines
 from nmt.errors import CheckpointError, DataError, NmtError
+from nmt.fileio import LineSource, check_input, check_output_dir, reason, write_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     import tensorflow_text
@@ -179,7 +179,7 @@ class Vocab:
         directory.mkdir(parents=True, exist_ok=True)
         written = []
         for name, proto in self.model_files().items():
-            written.append(_write_atomic(directory / name, proto))
+            written.append(write_atomic(directory / name, proto))
         return written
 
     # ---- properties
@@ -270,35 +270,26 @@ def _read(path: Path, error: type[NmtError]) -> bytes:
     return data
 
 
-def _write_atomic(path: Path, data: bytes) -> Path:
-    """Write via a temporary file in the same directory and rename, so no half-written file."""
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
-        f.write(data)
-        tmp = Path(f.name)
-    tmp.replace(path)
-    return path
-
-
 # --------------------------------------------------------------------------------------------
 # Training
 
 
-def _count_lines(files: Sequence[PathLike]) -> int:
+def _count_lines(files: Sequence[LineSource]) -> int:
     """Validate every file (exists, UTF-8, not empty) and count its non-empty lines."""
     total = 0
     for path in files:
         lines = nonempty = 0
-        for lines, text in iter_lines(path):  # noqa: B007 - last number is the line count
+        for lines, text in path:  # noqa: B007 - last number is the line count
             nonempty += bool(text.strip())
         if lines == 0:
-            raise DataError(f"{path}: file is empty")
+            raise DataError(f"{path.name}: file is empty")
         if nonempty == 0:
-            raise DataError(f"{path}: every line is empty")
+            raise DataError(f"{path.name}: every line is empty")
         total += nonempty
     return total
 
 
-def _sampled_lines(files: Sequence[PathLike], total: int, limit: int, rng) -> Iterator[str]:
+def _sampled_lines(files: Sequence[LineSource], total: int, limit: int, rng) -> Iterator[str]:
     """Stream the non-empty lines of `files`, keeping a seeded sample of `limit` when needed."""
     chosen = None
     if 0 < limit < total:
@@ -306,7 +297,7 @@ def _sampled_lines(files: Sequence[PathLike], total: int, limit: int, rng) -> It
     wanted = next(chosen) if chosen is not None else None
     index = 0
     for path in files:
-        for _, text in iter_lines(path):
+        for _, text in path:
             if not text.strip():
                 continue
             if chosen is None:
@@ -331,17 +322,33 @@ def _train_proto(
     normalization_rule_name: str = "nmt_nfkc",
 ) -> bytes:
     """Train one SentencePiece model on the non-empty lines of `files`; returns its bytes."""
-    import sentencepiece as spm
 
     files = list(files)
     if not files:
         raise DataError("no training files given for the vocabulary")
-    total = _count_lines(files)
-    rng = random.Random(sample_seed)
+    sources = [LineSource(f) for f in files]  # a pipe is read once, for both passes
+    try:
+        total = _count_lines(sources)
+        rng = random.Random(sample_seed)
+        lines = _sampled_lines(sources, total, vocab_config.input_sentence_size, rng)
+        return _run_trainer(lines, files, vocab_config, normalization_rule_name)
+    finally:
+        for source in sources:
+            source.close()
+
+
+def _run_trainer(
+    lines: Iterator[str],
+    files: Sequence[PathLike],
+    vocab_config: VocabConfig,
+    normalization_rule_name: str,
+) -> bytes:
+    import sentencepiece as spm
+
     buffer = io.BytesIO()
     try:
         spm.SentencePieceTrainer.train(
-            sentence_iterator=_sampled_lines(files, total, vocab_config.input_sentence_size, rng),
+            sentence_iterator=lines,
             model_writer=buffer,
             model_type=vocab_config.model_type,
             vocab_size=vocab_config.size,
@@ -403,9 +410,10 @@ def train_vocab(
         raise DataError("no source files given for the vocabulary")
     if not target_files:
         raise DataError("no target files given for the vocabulary")
+    for path in source_files + target_files:
+        check_input(path)
     output_dir = Path(output_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise DataError(f"{output_dir}: exists and is not a directory")
+    check_output_dir(output_dir, option="--output")
     other = [SOURCE_SPM, TARGET_SPM] if vocab_config.joint else [JOINT_SPM]
     stale = [name for name in other if (output_dir / name).exists()]
     if stale:
@@ -425,6 +433,18 @@ def train_vocab(
     # Check before writing anything, then move finished files into place.
     for name, proto in protos.items():
         _processor(proto, name, DataError)
+    try:
+        _write_models(protos, output_dir)
+    except OSError as e:
+        raise DataError(
+            f"{output_dir}: cannot write the vocabulary ({reason(e)}); no model file there "
+            "was changed"
+        ) from e
+    return Vocab.load(output_dir)
+
+
+def _write_models(protos: dict[str, bytes], output_dir: Path) -> None:
+    """Write each model and its .vocab into a staging dir, then move them all into place."""
     output_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=output_dir, prefix=".vocab-"))
     try:
@@ -437,4 +457,3 @@ def train_vocab(
                 (staging / file).replace(output_dir / file)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return Vocab.load(output_dir)

@@ -88,7 +88,7 @@ def test_vocab_command_separate_bpe_from_gzip_and_config(demo, tmp_path):
     "setup, args, message",
     [
         (None, ["--source", "{d}/missing.en"], r"missing\.en: file not found"),
-        (b"fine\n\xc3\x28 broken\n", ["--source", "{d}/bad.en"], r"bad\.en: line 2: invalid UTF-8"),
+        (b"fine\n\xc3\x28 broken\n", ["--source", "{d}/bad.en"], r"bad\.en:2: invalid UTF-8"),
         (b"", ["--source", "{d}/bad.en"], r"bad\.en: file is empty"),
         (None, ["--size", "100000"], r"at most \d+ pieces \(use --size \d+ or less\)"),
         (None, ["--size", "4"], r"vocab\.size must be at least 8"),

@@ -28,6 +28,7 @@ import pytest
 from click.testing import CliRunner
 
 from nmt import checkpoints as ckpt
+from nmt import fileio
 from nmt.cli import cli
 from tests.unit.test_export import make_tiny_export
 from tests.unit.test_training import TINY, write_corpus
@@ -179,7 +180,9 @@ def test_injected_os_errors_keep_the_previous_files(copy, monkeypatch, call, cod
         return save(*args, **kwargs)
 
     monkeypatch.setattr(ckpt, "write_checkpoint", write_checkpoint)
-    monkeypatch.setattr(ckpt, "os", FailingOs(call, code, lambda *a: bool(started) and when(*a)))
+    failing = FailingOs(call, code, lambda *a: bool(started) and when(*a))
+    monkeypatch.setattr(ckpt, "os", failing)
+    monkeypatch.setattr(fileio, "os", failing)  # write_text_atomic writes with nmt.fileio
     result = _train(model, copy / "data", 20)
     assert result.exit_code == 2, result.output
     line = error_line(result.output)

@@ -300,7 +300,7 @@ def test_missing_model_or_input_exits_2_with_a_clear_message(memorised, tmp_path
     assert result.exit_code == 2 and "nope.txt: file not found" in result.stderr
     result = run("translate", src, "--model", memorised.model_dir, "-o", tmp_path / "d" / "o")
     assert result.exit_code == 2
-    assert f"nmt: error: {tmp_path / 'd'}: output directory not found" in result.stderr
+    assert f"output directory {tmp_path / 'd'} not found" in result.stderr
 
 
 # === Ensembles ===

@@ -91,7 +91,7 @@ def _install(point: str, nth: int) -> None:
         calls[0] += 1
         return calls[0] == nth
 
-    if point == "setup":  # vocabulary and config staged beside DIR, not renamed into place
+    if point == "setup":  # vocabulary and config staged inside DIR, not moved into place
         save_config = training.save_config
 
         def staged(config, path):
@@ -132,7 +132,9 @@ def _install(point: str, nth: int) -> None:
         folder = "checkpoints" if point == "index-move" else "best"
         ckpt.os = _OsWithKill(lambda p: p.suffix == ".index" and p.parent.name == folder, hit)
     elif point == "state-move":  # train_state.json written to its temporary file, not moved
-        ckpt.os = _OsWithKill(lambda p: p.name == "train_state.json", hit)
+        from nmt import fileio  # write_text_atomic writes with nmt.fileio
+
+        fileio.os = _OsWithKill(lambda p: p.name == "train_state.json", hit)
     elif point == "before-prune":  # a new checkpoint complete, the old ones not pruned yet
         prune = ckpt.prune_checkpoints
 
@@ -343,7 +345,7 @@ def test_sigkill_at_every_stage_then_resume_equals_uninterrupted_run(reference, 
             _check_resumed(run, listed)
         after = _steps(checkpoints)
         if evidence == "setup":
-            assert not model.exists() and list(tmp_path.glob(".model.setup-*"))
+            assert not (model / "config.yaml").exists() and list(model.glob(".setup-*"))
         elif evidence == "step":
             assert after == [5]
         elif evidence == "staging":

@@ -88,16 +88,17 @@ def test_iter_lines_plain_gzip_crlf_and_stdin(tmp_path, monkeypatch):
 
 def test_iter_lines_errors_name_file_and_line(tmp_path, monkeypatch):
     (tmp_path / "bad.txt").write_bytes(b"ok\nok\nab\xc3(\n")
-    with pytest.raises(DataError, match=r"bad\.txt: line 3: invalid UTF-8 \(byte 3 of the line\)"):
+    message = r"bad\.txt:3: invalid UTF-8 \(byte 0xc3 at offset 2 of the line\)"
+    with pytest.raises(DataError, match=message):
         list(iter_lines(tmp_path / "bad.txt"))
     (tmp_path / "cut.gz").write_bytes(gzip.compress(b"a\n" * 5000)[:-30])
-    with pytest.raises(DataError, match=r"cut\.gz: line \d+: corrupt or truncated gzip"):
+    with pytest.raises(DataError, match=r"cut\.gz:\d+: corrupt or truncated gzip"):
         list(iter_lines(tmp_path / "cut.gz"))
     (tmp_path / "fake.gz").write_bytes(b"plain text, not gzip\n")
-    with pytest.raises(DataError, match=r"fake\.gz: line 1: corrupt or truncated gzip"):
+    with pytest.raises(DataError, match=r"fake\.gz:1: corrupt or truncated gzip"):
         list(iter_lines(tmp_path / "fake.gz"))
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"x\n\xff\n")))
-    with pytest.raises(DataError, match=r"<stdin>: line 2: invalid UTF-8"):
+    with pytest.raises(DataError, match=r"<stdin>:2: invalid UTF-8"):
         list(iter_lines("-"))
     with pytest.raises(DataError, match="is a directory"):
         list(iter_lines(tmp_path))
@@ -126,7 +127,7 @@ def test_check_parallel_files_errors(tmp_path):
     with pytest.raises(DataError, match=r"empty\.de: file is empty"):
         check_parallel_files(a, tmp_path / "empty.de")
     (tmp_path / "bad.de").write_bytes(b"eins\nzwei\ndr\xe4i\n")
-    with pytest.raises(DataError, match=r"bad\.de: line 3: invalid UTF-8"):
+    with pytest.raises(DataError, match=r"bad\.de:3: invalid UTF-8"):
         check_parallel_files(a, tmp_path / "bad.de")
     blank = write_lines(tmp_path / "blank.de", ["", " ", ""])
     with pytest.raises(DataError, match="every sentence pair has an empty side"):

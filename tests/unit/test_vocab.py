@@ -164,7 +164,7 @@ def test_vocab_size_too_large_names_the_maximum(corpus, tmp_path):
         (None, r"missing\.txt: file not found"),
         (b"", r"bad\.txt: file is empty"),
         (b"\n  \n\n", r"bad\.txt: every line is empty"),
-        (b"good line\nfine\nbroken \xff\xfe here\n", r"bad\.txt: line 3: invalid UTF-8"),
+        (b"good line\nfine\nbroken \xff\xfe here\n", r"bad\.txt:3: invalid UTF-8"),
     ],
 )
 def test_bad_training_files(corpus, tmp_path, content, message):

@@ -1,0 +1,370 @@
+"""The files a user names: inputs read once, outputs that never clobber what they must not.
+
+Inputs (`iter_lines`, `read_lines`, `LineSource`) are UTF-8 text, plain or gzip (by the
+`.gz` suffix), or stdin for `-`. Only "\\n" ends a line; one "\\r" before it (or at the
+very end) is dropped, as tf.data.TextLineDataset does, so form feeds or U+2028 inside a line
+never split it. Errors name the file and line: `FILE:LINE: invalid UTF-8 (...)`.
+A command that needs several passes over one input (check, then translate) uses a
+`LineSource`: a regular file is reopened for each pass; anything else (stdin, a FIFO, a
+pipe such as `<(cat f)`, a device) is read once and copied to an anonymous temporary file
+on the first pass, which later passes read.
+
+Outputs (`check_output_file`, `open_output`, `write_atomic`): before any work, an output is
+refused when it is a directory, its directory is missing or not writable, or it is the same
+file as one of the command's inputs. Then a regular file (or a new one) is written to a
+temporary file beside it and renamed into place only when complete, keeping its mode, so a
+failure leaves it as it was; a symlink's target is replaced that way and the link kept; a
+device (/dev/null), FIFO or socket is opened and written directly, never replaced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import os
+import stat
+import sys
+import tempfile
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import IO, Union
+
+from nmt.errors import DataError
+
+PathLike = Union[str, Path]
+STDIN = "-"
+STDOUT = "-"
+
+
+def display_name(path: PathLike) -> str:
+    """How messages name an input: the path as given, `<stdin>` for `-`."""
+    return "<stdin>" if str(path) == STDIN else str(path)
+
+
+def reason(error: BaseException) -> str:
+    """The strerror of an OSError ("No space left on device"), else its message."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error) or type(error).__name__
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs
+
+
+def check_input(path: PathLike) -> None:
+    """DataError naming `path` when it does not exist or is a directory."""
+    if str(path) == STDIN:
+        return
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: file not found")
+    if p.is_dir():
+        raise DataError(f"{p}: is a directory, expected a text file")
+
+
+def _open_binary(path: PathLike) -> IO[bytes]:
+    if str(path) == STDIN:
+        return sys.stdin.buffer
+    check_input(path)
+    p = Path(path)
+    try:
+        if p.suffix == ".gz":
+            return gzip.open(p, "rb")  # buffered; closing it closes the file
+        return open(p, "rb")
+    except OSError as e:
+        raise DataError(f"{p}: cannot read: {reason(e)}") from None
+
+
+def _decode(raw_lines: Iterable[bytes], name: str) -> Iterator[tuple[int, str]]:
+    number = 0
+    try:
+        for number, raw in enumerate(raw_lines, 1):  # noqa: B007 - used after the loop
+            if raw.endswith(b"\n"):
+                raw = raw[:-1]
+            if raw.endswith(b"\r"):
+                raw = raw[:-1]
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(
+                    f"{name}:{number}: invalid UTF-8 (byte 0x{raw[e.start]:02x} at offset "
+                    f"{e.start} of the line)"
+                ) from None
+            yield number, text
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise DataError(f"{name}:{number + 1}: corrupt or truncated gzip data ({e})") from None
+    except OSError as e:
+        raise DataError(f"{name}:{number + 1}: cannot read: {reason(e)}") from None
+
+
+def iter_lines(path: PathLike) -> Iterator[tuple[int, str]]:
+    """(line number from 1, text without its line end) for each line; one pass over `path`."""
+    stream = _open_binary(path)
+    try:
+        yield from _decode(stream, display_name(path))
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+
+
+def read_lines(path: PathLike) -> list[str]:
+    """Every line of `path` (no line ends); an empty file gives []."""
+    return [text for _, text in iter_lines(path)]
+
+
+def is_regular_file(path: PathLike) -> bool:
+    """Whether `path` (not `-`) names a regular file, so that it can be read again."""
+    if str(path) == STDIN:
+        return False
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+class LineSource:
+    """Passes over one input, which is itself read once (see the module docstring).
+
+    Iterate it for each pass; every pass yields the same (line number, text) pairs. The
+    first pass over a non-regular input must run to its end before another starts.
+    """
+
+    def __init__(self, path: PathLike):
+        check_input(path)
+        self.path = path
+        self.name = display_name(path)
+        self.regular = is_regular_file(path)
+        self._spool: IO[bytes] | None = None
+        self._complete = False
+
+    def __iter__(self) -> Iterator[tuple[int, str]]:
+        if self.regular:
+            return iter_lines(self.path)
+        if self._complete:
+            self._spool.seek(0)
+            return _decode(self._spool, self.name)
+        if self._spool is not None:
+            raise RuntimeError(f"{self.name}: an earlier pass stopped early")
+        return self._first_pass()
+
+    def _first_pass(self) -> Iterator[tuple[int, str]]:
+        self._spool = tempfile.TemporaryFile(prefix="nmt-input-")
+        stream = _open_binary(self.path)
+        try:
+            yield from _decode(self._copy(stream), self.name)
+            self._spool.flush()
+            self._complete = True
+        finally:
+            if stream is not sys.stdin.buffer:
+                stream.close()
+
+    def _copy(self, stream: IO[bytes]) -> Iterator[bytes]:
+        for raw in stream:
+            try:
+                self._spool.write(raw)
+            except OSError as e:
+                raise DataError(
+                    f"{self.name}: cannot keep a copy of the input in {tempfile.gettempdir()} "
+                    f"({reason(e)})"
+                ) from None
+            yield raw
+
+    def close(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
+
+    def __enter__(self) -> LineSource:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Outputs
+
+
+def _identity(path: PathLike) -> tuple[int, int] | None:
+    """(device, inode) of a regular file (`-`: of stdin when it is one), else None."""
+    try:
+        st = os.fstat(sys.stdin.fileno()) if str(path) == STDIN else os.stat(path)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
+
+
+def _stdout_identity() -> tuple[int, int] | None:
+    try:
+        st = os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
+
+
+def _same_input(
+    identity: tuple[int, int] | None, inputs: Iterable[tuple[str, PathLike]]
+) -> str | None:
+    if identity is None:
+        return None
+    for label, path in inputs:
+        if _identity(path) == identity:
+            return label
+    return None
+
+
+def _label(option: str | None, path: PathLike) -> str:
+    return f"{option} {path}" if option else str(path)
+
+
+def check_output_file(
+    path: PathLike, *, option: str | None = None, inputs: Iterable[tuple[str, PathLike]] = ()
+) -> None:
+    """Refuse, before any work, an output file that cannot or must not be written.
+
+    `option` is the flag the user gave it with (`-o`), `inputs` the command's inputs as
+    (how to name it, path) pairs. `-` (stdout) is refused only when stdout is redirected
+    into one of the inputs.
+    """
+    inputs = list(inputs)
+    if str(path) == STDOUT:
+        same = _same_input(_stdout_identity(), inputs)
+        if same:
+            raise DataError(
+                f"standard output is the input {same}: the translation would overwrite or "
+                "grow it while it is read; write to another file"
+            )
+        return
+    label = _label(option, path)
+    if os.path.isdir(path):
+        raise DataError(f"{label}: is a directory, expected an output file")
+    target = Path(os.path.realpath(path))
+    if not target.parent.is_dir():
+        shown = target.parent if os.path.islink(path) else Path(path).parent  # as typed
+        raise DataError(f"{label}: output directory {shown} not found")
+    try:
+        mode = os.stat(target).st_mode
+    except OSError:
+        mode = None
+    if mode is None or stat.S_ISREG(mode):
+        if not os.access(target.parent, os.W_OK | os.X_OK):
+            raise DataError(f"{label}: cannot write in {target.parent} (permission denied "
+                            "or a read-only file system)")  # fmt: skip
+    same = _same_input(_identity(path), inputs)
+    if same:
+        raise DataError(f"{label}: is the same file as the input {same}; write to another file")
+
+
+def check_output_dir(path: PathLike, *, option: str | None = None) -> None:
+    """Refuse, before any work, an output directory that is a file or cannot be created."""
+    label = _label(option, path)
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise DataError(f"{label}: exists and is not a directory")
+    existing = p
+    while not existing.exists():  # the nearest ancestor that exists
+        if existing.is_symlink():
+            raise DataError(f"{label}: {existing} is a symbolic link to nothing")
+        existing = existing.parent
+    if not existing.is_dir():
+        raise DataError(f"{label}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise DataError(f"{label}: cannot write in {existing} (permission denied or a "
+                        "read-only file system)")  # fmt: skip
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _warn(message: str) -> None:
+    print(f"nmt: warning: {message}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _stdout(binary: bool) -> Iterator[IO]:
+    sys.stdout.flush()
+    buffer = getattr(sys.stdout, "buffer", None)
+    if binary:
+        yield buffer if buffer is not None else sys.stdout
+        return
+    if buffer is None:
+        yield sys.stdout
+        return
+    out = io.TextIOWrapper(buffer, encoding="utf-8", newline="\n")  # UTF-8 whatever the locale
+    try:
+        yield out
+    finally:
+        out.flush()
+        out.detach()  # leave sys.stdout's buffer open
+
+
+@contextlib.contextmanager
+def open_output(
+    path: PathLike,
+    *,
+    binary: bool = False,
+    what: str = "",
+    fsync: bool = False,
+    warn: Callable[[str], None] | None = None,
+) -> Iterator[IO]:
+    """A file object for `path` (see the module docstring); `-` is stdout.
+
+    An OSError while writing or moving into place becomes a DataError naming `path` and
+    saying what was kept (`what` names the content, e.g. "the translation").
+    """
+    if str(path) == STDOUT:
+        with _stdout(binary) as out:
+            yield out
+        return
+    text = {} if binary else {"encoding": "utf-8", "newline": "\n"}
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        with _write_errors(path, what, "it was written directly and may be incomplete"):
+            with open(path, "wb" if binary else "w", **text) as out:  # noqa: SIM115
+                yield out
+        return
+    target = Path(os.path.realpath(path))  # a symlink's target; the link stays
+    if mode is not None and os.stat(target).st_nlink > 1:
+        (warn or _warn)(f"{path} has other hard links; they keep the previous content")
+    kept = "it is unchanged" if mode is not None else "nothing was written"
+    tmp = None
+    try:
+        with _write_errors(path, what, kept):
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+            with os.fdopen(fd, "wb" if binary else "w", **text) as out:
+                yield out
+                out.flush()
+                if fsync:
+                    os.fsync(out.fileno())
+            os.chmod(tmp, stat.S_IMODE(mode) if mode is not None else 0o666 & ~_umask())
+            os.replace(tmp, target)
+            tmp = None
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _write_errors(path: PathLike, what: str, kept: str) -> Iterator[None]:
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        content = f" {what}" if what else ""
+        raise DataError(f"{path}: cannot write{content} ({reason(e)}); {kept}") from e
+
+
+def write_atomic(path: PathLike, data: str | bytes, *, what: str = "", fsync: bool = False):
+    """Write `data` to `path` with `open_output`; returns `path` as a Path."""
+    with open_output(path, binary=isinstance(data, bytes), what=what, fsync=fsync) as out:
+        out.write(data)
+    return Path(path)

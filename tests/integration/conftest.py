@@ -1,0 +1,115 @@
+"""Fixtures shared by the integration tests of inputs, outputs, signals and the lock."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.unit.test_export import make_tiny_export
+from tests.unit.test_training import TINY, write_corpus
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """The session's tiny trained model directory (shared, read only)."""
+    return make_tiny_export(tmp_path_factory.getbasetemp()).model_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_yaml() -> Path:
+    return TINY
+
+
+@pytest.fixture
+def corpus(tmp_path) -> tuple[Path, Path]:
+    """20 seeded digit pairs in tmp_path/data/train.{src,tgt}."""
+    return write_corpus(tmp_path / "data")
+
+
+@pytest.fixture
+def readonly_dir(tmp_path) -> Path:
+    """A directory nobody can write in: chmod 0555, or as root (who ignores modes) a
+    directory of a read-only file system (/proc/sys in containers)."""
+    if os.geteuid() != 0:
+        path = tmp_path / "readonly"
+        path.mkdir()
+        path.chmod(0o555)
+        yield path
+        path.chmod(0o755)
+        return
+    if os.path.isdir("/proc/sys") and not os.access("/proc/sys", os.W_OK):
+        yield Path("/proc/sys")
+        return
+    pytest.skip("running as root and no read-only file system found (/proc/sys is writable)")
+
+
+class Fifo:
+    """A FIFO whose writer thread sends `data` once a reader opens it."""
+
+    def __init__(self, path: Path, data: bytes):
+        os.mkfifo(path)
+        self.path, self.data = path, data
+        self.thread = threading.Thread(target=self._write, daemon=True)
+        self.thread.start()
+
+    def _write(self) -> None:
+        with open(self.path, "wb") as f:
+            f.write(self.data)
+
+    def close(self) -> None:
+        """Release a writer that nobody read from (a command that refused the FIFO)."""
+        if self.thread.is_alive():
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+            self.thread.join(5)
+            os.close(fd)
+
+
+@pytest.fixture
+def make_fifo():
+    """make_fifo(path, data) -> Fifo; writers left unread are released at the end."""
+    made: list[Fifo] = []
+
+    def make(path: Path, data: bytes) -> Fifo:
+        made.append(Fifo(path, data))
+        return made[-1]
+
+    yield make
+    for fifo in made:
+        fifo.close()
+
+
+class FifoReader:
+    """Reads everything written into a FIFO (an output) in a thread."""
+
+    def __init__(self, path: Path):
+        os.mkfifo(path)
+        self.path, self.data = path, b""
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        with open(self.path, "rb") as f:
+            self.data = f.read()
+
+    def result(self) -> bytes:
+        if self.thread.is_alive():  # nothing opened it: release the reader
+            fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
+            os.close(fd)
+        self.thread.join(5)
+        return self.data
+
+
+@pytest.fixture
+def fifo_reader():
+    made: list[FifoReader] = []
+
+    def make(path: Path) -> FifoReader:
+        made.append(FifoReader(path))
+        return made[-1]
+
+    yield make
+    for reader in made:
+        reader.result()
