@@ -10,6 +10,7 @@ import signal
 import click
 
 from nmt.errors import NmtError
+from nmt.precision import PRECISIONS
 from nmt.version import __version__
 
 
@@ -141,6 +142,16 @@ def _ensemble_options(command):
     )(command)
 
 
+_DECODE_PRECISION = click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default="float32",
+    show_default=True,
+    help="Arithmetic to decode in; auto = mixed_bfloat16 on CPUs with bfloat16 units "
+    "(AVX512-BF16/AMX), mixed_float16 on a GPU, else float32.",
+)
+
+
 @cli.command("translate")
 @click.argument("input_path", metavar="FILE", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option(
@@ -182,6 +193,7 @@ def _ensemble_options(command):
     show_default=True,
     help="Comma-separated 1-based input line numbers to plot.",
 )
+@_DECODE_PRECISION
 @click.option("--quiet", is_flag=True, help="No progress on stderr.")
 def translate_command(
     input_path,
@@ -197,6 +209,7 @@ def translate_command(
     alignments,
     plot_dir,
     plot_lines,
+    precision,
     quiet,
 ):
     """Translate FILE (- for stdin): exactly one output line per input line.
@@ -228,6 +241,7 @@ def translate_command(
         plot_dir=plot_dir,
         plot_lines=lines,
         progress=not quiet,
+        precision=precision,
     )
     if output_path != "-" and not quiet:
         click.echo(
@@ -277,6 +291,7 @@ def _metric_list(metrics: str) -> tuple[str, ...]:
     help="Also write the translations here.",
 )
 @_METRICS
+@_DECODE_PRECISION
 @click.option("--json", "as_json", is_flag=True, help="Print scores as JSON.")
 def evaluate_command(
     model_dirs,
@@ -287,6 +302,7 @@ def evaluate_command(
     length_penalty,
     hypothesis_path,
     metrics,
+    precision,
     as_json,
 ):
     """Translate --src with a model (or an ensemble) and score it against --ref with sacreBLEU."""
@@ -303,6 +319,7 @@ def evaluate_command(
             length_penalty=length_penalty,
             metrics=names,
             hypothesis_path=hypothesis_path,
+            precision=precision,
         ),
         as_json,
     )
@@ -394,8 +411,15 @@ def demo_data_command(output, seed, train, dev, test):
 @click.option("--beam", "beam_size", type=click.IntRange(min=1), help="Beam size (config default).")
 @click.option("--length-penalty", type=click.FloatRange(min=0.0), help="GNMT length penalty alpha.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing version directory.")
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default="float32",
+    show_default=True,
+    help="Arithmetic of the exported graph wherever it is served (auto: this machine's choice).",
+)
 def export_command(
-    model_dir, export_base, version, checkpoint, beam_size, length_penalty, overwrite
+    model_dir, export_base, version, checkpoint, beam_size, length_penalty, overwrite, precision
 ):
     """Export a SavedModel (text in, text out, beam search inside) for TF Serving."""
     from nmt.export import export_model
@@ -408,6 +432,7 @@ def export_command(
         beam_size=beam_size,
         length_penalty=length_penalty,
         overwrite=overwrite,
+        precision=precision,
     )
     click.echo(str(path))
 
@@ -469,9 +494,6 @@ def serve_command(
     click.echo("nmt serve: stopped", err=True)
 
 
-_PRECISIONS = ["auto", "float32", "mixed_float16", "mixed_bfloat16"]
-
-
 @cli.command("train")
 @click.option(
     "--config",
@@ -493,7 +515,7 @@ _PRECISIONS = ["auto", "float32", "mixed_float16", "mixed_bfloat16"]
     metavar="SECTION.KEY=VALUE",
     help="Override a config value (repeatable), e.g. --set train.max_steps=2000.",
 )
-@click.option("--precision", type=click.Choice(_PRECISIONS), help="Overrides train.precision.")
+@click.option("--precision", type=click.Choice(PRECISIONS), help="Overrides train.precision.")
 @click.option("--jit", is_flag=True, help="XLA-compile the train step (train.jit).")
 def train_command(config_path, model_dir, overrides, precision, jit):
     """Train a model, or resume training the one in --model-dir."""

@@ -86,10 +86,12 @@ def evaluate_model(
     length_penalty: float | None = None,
     metrics: tuple[str, ...] = ("bleu", "chrf"),
     hypothesis_path: str | Path | None = None,
+    precision: str = "float32",
 ) -> list[Score]:
     """Translate `source_path` with a model and score it against `reference_path`.
 
-    Several model directories or checkpoints decode as an ensemble (`ensemble.load_ensemble`).
+    Several model directories or checkpoints decode as an ensemble (`ensemble.load_ensemble`);
+    `precision` is the dtype policy to decode in (`nmt.precision`).
     """
     from nmt.ensemble import load_ensemble
     from nmt.translator import Translator
@@ -102,7 +104,7 @@ def evaluate_model(
         raise DataError(
             f"{source_path} has {len(sources)} lines but {reference_path} has {len(refs)}"
         )
-    loaded = load_ensemble(model_dir, checkpoint)
+    loaded = load_ensemble(model_dir, checkpoint, precision)
     translator = Translator(loaded.model, loaded.vocab, loaded.config.decode)
     encoded = [translator.encode(line, n, str(source_path)) for n, line in enumerate(sources, 1)]
     hyps = [

@@ -265,6 +265,7 @@ def _write_extras(extra: Path, model_dir: Path | None, loaded, decode) -> None:
         "max_length_b": decode.max_length_b,
         "min_length": decode.min_length,
         "max_source_length": decode.max_source_length,
+        "precision": getattr(getattr(loaded.model, "dtype_policy", None), "name", "float32"),
         "sentencepiece": {
             "source": spm_names[0],
             "target": spm_names[-1],
@@ -317,8 +318,12 @@ def export_model(
     beam_size: int | None = None,
     length_penalty: float | None = None,
     overwrite: bool = False,
+    precision: str = "float32",
 ) -> Path:
     """Export a trained model as EXPORT_BASE/N (N = `version` or the next free integer).
+
+    `precision` is the dtype policy the exported graph computes in wherever it is served
+    (`nmt.precision`; "auto" resolves on the exporting machine), recorded in export.json.
 
     Raises NmtError when EXPORT_BASE/N exists (unless `overwrite`), when EXPORT_BASE is not a
     directory, or when the model cannot be loaded (CheckpointError from load_model).
@@ -336,7 +341,7 @@ def export_model(
 
     from nmt.checkpoints import load_model
 
-    loaded = load_model(model_dir, checkpoint)
+    loaded = load_model(model_dir, checkpoint, precision)
     return export_loaded(
         loaded,
         base,

@@ -360,6 +360,7 @@ def translate_file(
     plot_lines: Iterable[int] = (),
     chunk_lines: int = 5000,
     progress: bool = True,
+    precision: str = "float32",
 ) -> TranslateReport:
     """Translate a file (or stdin) line by line into a file (or stdout), in input order.
 
@@ -370,7 +371,7 @@ def translate_file(
     `fileio.open_output`: a file is moved into place only when every line is translated.
     Output is UTF-8 whatever the locale. Warnings (truncated lines, lines that cannot be
     plotted) go to stderr. Several model directories or checkpoints decode as an ensemble
-    (`ensemble.load_ensemble`).
+    (`ensemble.load_ensemble`); `precision` is the dtype policy to decode in (`nmt.precision`).
     """
     from nmt.ensemble import load_ensemble
 
@@ -378,7 +379,7 @@ def translate_file(
     fileio.check_output_file(output_path, option="-o", inputs=[(str(input_path), input_path)])
     with fileio.LineSource(input_path) as source:
         total = sum(1 for _ in source)
-        loaded = load_ensemble(model_dir, checkpoint)
+        loaded = load_ensemble(model_dir, checkpoint, precision)
         decode = loaded.config.decode
         if batch_tokens:
             decode.batch_tokens = batch_tokens
