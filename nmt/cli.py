@@ -517,7 +517,12 @@ def serve_command(
 )
 @click.option("--precision", type=click.Choice(PRECISIONS), help="Overrides train.precision.")
 @click.option("--jit", is_flag=True, help="XLA-compile the train step (train.jit).")
-def train_command(config_path, model_dir, overrides, precision, jit):
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    help="CPU threads for TensorFlow (default: all cores); run trials side by side with it.",
+)
+def train_command(config_path, model_dir, overrides, precision, jit, threads):
     """Train a model, or resume training the one in --model-dir."""
     from nmt.config import load_config
 
@@ -529,7 +534,7 @@ def train_command(config_path, model_dir, overrides, precision, jit):
     config = load_config(config_path, overrides)
     from nmt.training import train
 
-    result = train(config, model_dir)
+    result = train(config, model_dir, threads=threads)
     if result.stop_reason == "interrupted":
         import shlex
 

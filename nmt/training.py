@@ -794,24 +794,42 @@ def _chief_temp_dir(cluster: Cluster, directory: Path) -> tuple[Path, Optional[P
     return temp, temp
 
 
+def set_threads(threads: int) -> None:
+    """Size TensorFlow's intra- and inter-op thread pools; must run before any TF op."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"--threads must be a positive integer, got {threads!r}")
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError as e:  # TensorFlow already started in this process
+        raise NmtError(f"--threads: {e}") from None
+
+
 def train(
     config: Config,
     model_dir: PathLike,
     *,
     log: Optional[Log] = None,
     strategy: Any = None,
+    threads: Optional[int] = None,
 ) -> TrainResult:
     """Train or resume the model in `model_dir` (see the module docstring).
 
     `strategy`: a tf.distribute.Strategy or "auto" (default), "default", "mirrored",
-    "multi_worker". Raises ConfigError, DataError or CheckpointError for user errors, and
-    NmtError when the loss becomes NaN or infinite (the last good checkpoint is kept).
+    "multi_worker". `threads`: CPU threads for TensorFlow's op pools (default: all cores), so
+    that trials can run side by side. Raises ConfigError, DataError or CheckpointError for
+    user errors, and NmtError when the loss becomes NaN or infinite (the last good checkpoint
+    is kept).
     """
     log = log or _stderr
     model_dir = Path(model_dir)
     config = resolve_paths(config)
     config = from_dict(config.to_dict())  # re-validate (a Config may be built by hand)
     check_train_config(config)
+    if threads is not None:
+        set_threads(threads)
     cluster = make_cluster(strategy)  # before any other TensorFlow work (multi-worker)
 
     from nmt.data import check_parallel_files
