@@ -35,11 +35,11 @@ from collections.abc import Hashable, Sequence
 class Word(str):
     """A generated word with the alignment keys it shares with the other language."""
 
-    keys: frozenset
+    keys: tuple[Hashable, ...]
 
     def __new__(cls, text: str, *keys: Hashable) -> Word:
         word = super().__new__(cls, text)
-        word.keys = frozenset(keys)
+        word.keys = keys
         return word
 
     def suffixed(self, suffix: str) -> Word:
@@ -49,7 +49,15 @@ class Word(str):
 
 def word_links(source: Sequence[Word], target: Sequence[Word]) -> list[tuple[int, int]]:
     """(i, j) for every source word i and target word j sharing a key, ordered by j, then i."""
-    return [(i, j) for j, t in enumerate(target) for i, s in enumerate(source) if s.keys & t.keys]
+    words_of: dict[Hashable, list[int]] = {}
+    for i, word in enumerate(source):
+        for key in word.keys:
+            words_of.setdefault(key, []).append(i)
+    return [
+        (i, j)
+        for j, word in enumerate(target)
+        for i in sorted({i for key in word.keys for i in words_of.get(key, ())})
+    ]
 
 
 def format_links(links: Sequence[tuple[int, int]]) -> str:
