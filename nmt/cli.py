@@ -382,7 +382,8 @@ def vocab_command(sources, targets, output, config_path, model_type, size, chara
 
 @cli.command("demo-data")
 @click.option("--output", required=True, type=click.Path(file_okay=False),
-              help="Directory for {train,dev,test}.{en,de}.")  # fmt: skip
+              help="Directory for {train,dev,test}.{en,de,align} (align: word alignments, "
+                   "Pharaoh i-j).")  # fmt: skip
 @click.option("--seed", default=1234, show_default=True, type=int)
 @click.option("--train", default=20_000, show_default=True, type=click.IntRange(min=0))
 @click.option("--dev", default=500, show_default=True, type=click.IntRange(min=0))
