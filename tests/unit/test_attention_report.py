@@ -3,8 +3,6 @@ and the Markdown rendering."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,18 +12,14 @@ import tensorflow as tf
 from nmt.constants import PAD_ID
 from nmt.demo_data import generate_aligned
 from nmt.vocab import Vocab
+from tests.helpers import load_script
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "attention_report.py"
 TINY_VOCAB = Path(__file__).resolve().parents[1] / "data" / "tiny_joint.model"
 
 
 @pytest.fixture(scope="module")
 def report_module():
-    spec = importlib.util.spec_from_file_location("attention_report", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["attention_report"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("attention_report")
 
 
 def test_bleu_by_length_splits_by_source_words(report_module):

@@ -1,6 +1,5 @@
 """scripts/bench_peer.py without OpenNMT-tf: log parsing, vocabulary, data, config, runs, BLEU."""
 
-import importlib.util
 import os
 import stat
 import sys
@@ -13,19 +12,12 @@ import yaml
 from nmt.config import VocabConfig
 from nmt.demo_data import generate_pairs
 from nmt.vocab import train_vocab
+from tests.helpers import load_script
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("bench_peer", REPO / "scripts" / "bench_peer.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_peer"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-bp = _load()
+bp = load_script("bench_peer")
 
 # Lines of a real `onmt-main --model_type NMTSmallV1 --auto_config train` log (OpenNMT-tf
 # 2.32.0, TF 2.12.1), from our own smoke run of this script.

@@ -7,27 +7,17 @@ the table formatter, the choice of batch_tokens and the steady-state decode rate
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import load_script
+
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location(
-        "benchmark_script", REPO / "scripts" / "benchmark.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["benchmark_script"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bm = _load()
+bm = load_script("benchmark", "benchmark_script")
 
 
 # ---- markers

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "plot_training.py"
+from tests.helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def plot_training():
-    spec = importlib.util.spec_from_file_location("plot_training", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["plot_training"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script("plot_training")
 
 
 RUN1 = """training /m: 1 replica(s), precision float32, 100 parameters

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
 from nmt.config import ModelConfig
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "profile_search.py"
+from tests.helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def profile_search():
-    spec = importlib.util.spec_from_file_location("profile_search", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["profile_search"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("profile_search")
 
 
 def test_decoder_step_flops_counts_every_matrix_product(profile_search):

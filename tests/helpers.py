@@ -1,0 +1,21 @@
+"""Helpers shared by test modules (test modules never import each other)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_script(name: str, module_name: str | None = None) -> ModuleType:
+    """Import scripts/NAME.py as a module (registered in sys.modules, where dataclasses look
+    their module up)."""
+    module_name = module_name or name
+    spec = importlib.util.spec_from_file_location(module_name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
