@@ -178,6 +178,11 @@ class Config:
                 f"decode.n_best ({self.decode.n_best}) cannot exceed "
                 f"decode.beam_size ({self.decode.beam_size})"
             )
+        if self.model.attention_scale != "none" and self.model.attention not in ("dot", "general"):
+            raise ConfigError(
+                f"model.attention_scale {self.model.attention_scale!r} applies to dot and "
+                f"general attention, not model.attention {self.model.attention!r}; use none"
+            )
         if self.model.share_embeddings and not self.vocab.joint:
             raise ConfigError("model.share_embeddings needs vocab.joint: true")
         if (
@@ -325,6 +330,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     try:
         return from_dict(values)
     except ConfigError as e:
+        # Name what the user typed: the `--set` that gave the value, else the file.
+        for item in reversed(overrides or []):
+            key = item.split("=", 1)[0].strip()
+            message = str(e)
+            if message.startswith((f"{key} ", f"{key}:", f"unknown key {key}")):
+                raise ConfigError(f"--set {item}: {message}") from None
         if path is None:
             raise
         raise ConfigError(f"{path}: {e}") from None

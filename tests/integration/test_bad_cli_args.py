@@ -274,6 +274,12 @@ CASES = [
     ("train-set-choice", [*TRAIN, "--set", "model.attention=foo"],
      "model.attention: 'foo' is not one of"),
     ("train-set-range", [*TRAIN, "--set", "model.dropout=1.5"], "model.dropout must be in [0, 1)"),
+    ("train-set-named", [*TRAIN, "--set", "model.word_dropout=1"],
+     "--set model.word_dropout=1: model.word_dropout must be in [0, 1), got 1.0"),
+    ("train-set-scale", [*TRAIN, *DATA, "--set", "model.attention=bahdanau", "--set",
+                         "model.attention_scale=sqrt"],
+     "model.attention_scale 'sqrt' applies to dot and general attention, not model.attention "
+     "'bahdanau'; use none"),
     ("train-set-steps", [*TRAIN, "--set", "train.max_steps=0"], "train.max_steps must be positive"),
     ("train-set-nan", [*TRAIN, "--set", "train.learning_rate=.nan", "--set",
                        "data.train_source={W}/nope.src", "--set",
