@@ -141,6 +141,23 @@ def _ensemble_options(command):
     )(command)
 
 
+def _shortlist_options(command):
+    """--shortlist/--no-shortlist, --shortlist-top-k, --shortlist-frequent (nmt.shortlist)."""
+    for option in reversed([
+        click.option("--shortlist/--no-shortlist", default=None,
+                     help="Decode over a vocabulary shortlist: MODEL/shortlist.npz, made by "
+                     "`nmt shortlist` [default: decode.shortlist, off]."),
+        click.option("--shortlist-top-k", type=click.IntRange(min=1),
+                     help="Targets per source piece (decode.shortlist_top_k); implies "
+                     "--shortlist."),
+        click.option("--shortlist-frequent", type=click.IntRange(min=0),
+                     help="Most frequent target pieces always kept "
+                     "(decode.shortlist_frequent); implies --shortlist."),
+    ]):  # fmt: skip
+        command = option(command)
+    return command
+
+
 @cli.command("translate")
 @click.argument("input_path", metavar="FILE", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option(
@@ -182,6 +199,7 @@ def _ensemble_options(command):
     show_default=True,
     help="Comma-separated 1-based input line numbers to plot.",
 )
+@_shortlist_options
 @click.option("--quiet", is_flag=True, help="No progress on stderr.")
 def translate_command(
     input_path,
@@ -198,6 +216,7 @@ def translate_command(
     plot_dir,
     plot_lines,
     quiet,
+    **shortlist,
 ):
     """Translate FILE (- for stdin): exactly one output line per input line.
 
@@ -228,6 +247,7 @@ def translate_command(
         plot_dir=plot_dir,
         plot_lines=lines,
         progress=not quiet,
+        **shortlist,
     )
     if output_path != "-" and not quiet:
         click.echo(
@@ -277,6 +297,7 @@ def _metric_list(metrics: str) -> tuple[str, ...]:
     help="Also write the translations here.",
 )
 @_METRICS
+@_shortlist_options
 @click.option("--json", "as_json", is_flag=True, help="Print scores as JSON.")
 def evaluate_command(
     model_dirs,
@@ -288,6 +309,7 @@ def evaluate_command(
     hypothesis_path,
     metrics,
     as_json,
+    **shortlist,
 ):
     """Translate --src with a model (or an ensemble) and score it against --ref with sacreBLEU."""
     names = _metric_list(metrics)
@@ -303,6 +325,7 @@ def evaluate_command(
             length_penalty=length_penalty,
             metrics=names,
             hypothesis_path=hypothesis_path,
+            **shortlist,
         ),
         as_json,
     )
@@ -394,8 +417,9 @@ def demo_data_command(output, seed, train, dev, test):
 @click.option("--beam", "beam_size", type=click.IntRange(min=1), help="Beam size (config default).")
 @click.option("--length-penalty", type=click.FloatRange(min=0.0), help="GNMT length penalty alpha.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing version directory.")
+@_shortlist_options
 def export_command(
-    model_dir, export_base, version, checkpoint, beam_size, length_penalty, overwrite
+    model_dir, export_base, version, checkpoint, beam_size, length_penalty, overwrite, **shortlist
 ):
     """Export a SavedModel (text in, text out, beam search inside) for TF Serving."""
     from nmt.export import export_model
@@ -408,8 +432,31 @@ def export_command(
         beam_size=beam_size,
         length_penalty=length_penalty,
         overwrite=overwrite,
+        **shortlist,
     )
     click.echo(str(path))
+
+
+@cli.command("shortlist")
+@click.option("--model", "model_dir", required=True, type=click.Path(file_okay=False),
+              help="A model directory of `nmt train`; writes MODEL/shortlist.npz.")  # fmt: skip
+@click.option("--source", type=click.Path(dir_okay=False),
+              help="Source training text [default: the model's data.train_source].")  # fmt: skip
+@click.option("--target", type=click.Path(dir_okay=False),
+              help="Target training text [default: the model's data.train_target].")  # fmt: skip
+@click.option("--top-k", default=100, show_default=True, type=click.IntRange(min=1),
+              help="Targets kept per source piece (the most --shortlist-top-k).")  # fmt: skip
+@click.option("--iterations", default=5, show_default=True, type=click.IntRange(min=1),
+              help="EM iterations of IBM model 1.")  # fmt: skip
+def shortlist_command(model_dir, source, target, top_k, iterations):
+    """Learn a model's vocabulary shortlist (p(t|s) by IBM model 1) for --shortlist."""
+    from nmt.shortlist import make_shortlist
+
+    made = make_shortlist(
+        model_dir, source=source, target=target, top_k=top_k, iterations=iterations
+    )
+    click.echo(f"wrote {made.path} ({made.pairs} pairs, {made.table.top_k} targets per source "
+               f"piece, {made.seconds:.1f} s)")  # fmt: skip
 
 
 @cli.command("serve")
