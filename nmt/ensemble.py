@@ -70,8 +70,10 @@ class Ensemble:
         outputs = (None,) * len(self.models) if output is None else output
 
         def member(model, bundle, out):
+            options = {} if out is None else {"output": out}
+
             def step_fn(ids, step, state):
-                return model.step(ids, state, bundle, training=training, output=out)
+                return model.step(ids, state, bundle, training=training, **options)
 
             return step_fn
 
