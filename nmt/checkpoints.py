@@ -218,11 +218,13 @@ def load_vocab(model_dir: PathLike):
     return Vocab.load(model_dir)
 
 
-def build_model(config: Config, vocab) -> Any:
-    """A built Seq2Seq for `config.model` and the vocabulary sizes (variables created)."""
+def build_model(config: Config, vocab, dtype: Optional[str] = None) -> Any:
+    """A built Seq2Seq for `config.model` and the vocabulary sizes (variables created), with
+    the Keras dtype policy `dtype` (default: the global policy)."""
     from nmt.model import Seq2Seq
 
-    return Seq2Seq.from_model_config(config.model, vocab.source_size, vocab.target_size)
+    kwargs = {"dtype": dtype} if dtype else {}
+    return Seq2Seq.from_model_config(config.model, vocab.source_size, vocab.target_size, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -476,13 +478,16 @@ def resolve_checkpoint(model_dir: PathLike, checkpoint: str = "best") -> Path:
     return path
 
 
-def load_model(model_dir: PathLike, checkpoint: str = "best") -> LoadedModel:
+def load_model(
+    model_dir: PathLike, checkpoint: str = "best", precision: str = "float32"
+) -> LoadedModel:
     """Config, vocabulary and a model with restored weights from a model directory.
 
     `checkpoint`: "best" (by dev BLEU; the last checkpoint when there is no best), "last",
-    or a path (see `resolve_checkpoint`). Raises CheckpointError naming the path for a
-    missing directory, a directory that is not a model directory, an incompatible version,
-    or a missing, corrupt or mismatched checkpoint.
+    or a path (see `resolve_checkpoint`). `precision`: the dtype policy to compute in
+    (`nmt.precision`; weights stay float32 whatever it is). Raises CheckpointError naming
+    the path for a missing directory, a directory that is not a model directory, an
+    incompatible version, or a missing, corrupt or mismatched checkpoint.
     """
     import tensorflow as tf
 
@@ -494,7 +499,9 @@ def load_model(model_dir: PathLike, checkpoint: str = "best") -> LoadedModel:
         vocab = load_vocab(model_dir)
     except NmtError as e:
         raise CheckpointError(str(e)) from None
-    model = build_model(config, vocab)
+    from nmt.precision import resolve_precision
+
+    model = build_model(config, vocab, dtype=resolve_precision(precision))
     step = tf.Variable(-1, dtype=tf.int64, trainable=False)
     restore_checkpoint(inference_checkpoint(model, step), prefix, partial=True)
     value = int(step.numpy())

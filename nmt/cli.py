@@ -10,6 +10,7 @@ import signal
 import click
 
 from nmt.errors import NmtError
+from nmt.precision import PRECISIONS
 from nmt.version import __version__
 
 
@@ -141,6 +142,16 @@ def _ensemble_options(command):
     )(command)
 
 
+_DECODE_PRECISION = click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default="float32",
+    show_default=True,
+    help="Arithmetic to decode in; auto = mixed_bfloat16 on CPUs with bfloat16 units "
+    "(AVX512-BF16/AMX), mixed_float16 on a GPU, else float32.",
+)
+
+
 def _shortlist_options(command):
     """--shortlist/--no-shortlist, --shortlist-top-k, --shortlist-frequent (nmt.shortlist)."""
     for option in reversed([
@@ -199,6 +210,7 @@ def _shortlist_options(command):
     show_default=True,
     help="Comma-separated 1-based input line numbers to plot.",
 )
+@_DECODE_PRECISION
 @_shortlist_options
 @click.option("--quiet", is_flag=True, help="No progress on stderr.")
 def translate_command(
@@ -215,6 +227,7 @@ def translate_command(
     alignments,
     plot_dir,
     plot_lines,
+    precision,
     quiet,
     **shortlist,
 ):
@@ -247,6 +260,7 @@ def translate_command(
         plot_dir=plot_dir,
         plot_lines=lines,
         progress=not quiet,
+        precision=precision,
         **shortlist,
     )
     if output_path != "-" and not quiet:
@@ -297,6 +311,7 @@ def _metric_list(metrics: str) -> tuple[str, ...]:
     help="Also write the translations here.",
 )
 @_METRICS
+@_DECODE_PRECISION
 @_shortlist_options
 @click.option("--json", "as_json", is_flag=True, help="Print scores as JSON.")
 def evaluate_command(
@@ -308,6 +323,7 @@ def evaluate_command(
     length_penalty,
     hypothesis_path,
     metrics,
+    precision,
     as_json,
     **shortlist,
 ):
@@ -325,6 +341,7 @@ def evaluate_command(
             length_penalty=length_penalty,
             metrics=names,
             hypothesis_path=hypothesis_path,
+            precision=precision,
             **shortlist,
         ),
         as_json,
@@ -388,7 +405,8 @@ def vocab_command(sources, targets, output, config_path, model_type, size, chara
 
 @cli.command("demo-data")
 @click.option("--output", required=True, type=click.Path(file_okay=False),
-              help="Directory for {train,dev,test}.{en,de}.")  # fmt: skip
+              help="Directory for {train,dev,test}.{en,de,align} (align: word alignments, "
+                   "Pharaoh i-j).")  # fmt: skip
 @click.option("--seed", default=1234, show_default=True, type=int)
 @click.option("--train", default=20_000, show_default=True, type=click.IntRange(min=0))
 @click.option("--dev", default=500, show_default=True, type=click.IntRange(min=0))
@@ -417,9 +435,24 @@ def demo_data_command(output, seed, train, dev, test):
 @click.option("--beam", "beam_size", type=click.IntRange(min=1), help="Beam size (config default).")
 @click.option("--length-penalty", type=click.FloatRange(min=0.0), help="GNMT length penalty alpha.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing version directory.")
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default="float32",
+    show_default=True,
+    help="Arithmetic of the exported graph wherever it is served (auto: this machine's choice).",
+)
 @_shortlist_options
 def export_command(
-    model_dir, export_base, version, checkpoint, beam_size, length_penalty, overwrite, **shortlist
+    model_dir,
+    export_base,
+    version,
+    checkpoint,
+    beam_size,
+    length_penalty,
+    overwrite,
+    precision,
+    **shortlist,
 ):
     """Export a SavedModel (text in, text out, beam search inside) for TF Serving."""
     from nmt.export import export_model
@@ -432,6 +465,7 @@ def export_command(
         beam_size=beam_size,
         length_penalty=length_penalty,
         overwrite=overwrite,
+        precision=precision,
         **shortlist,
     )
     click.echo(str(path))
@@ -516,9 +550,6 @@ def serve_command(
     click.echo("nmt serve: stopped", err=True)
 
 
-_PRECISIONS = ["auto", "float32", "mixed_float16", "mixed_bfloat16"]
-
-
 @cli.command("train")
 @click.option(
     "--config",
@@ -540,9 +571,14 @@ _PRECISIONS = ["auto", "float32", "mixed_float16", "mixed_bfloat16"]
     metavar="SECTION.KEY=VALUE",
     help="Override a config value (repeatable), e.g. --set train.max_steps=2000.",
 )
-@click.option("--precision", type=click.Choice(_PRECISIONS), help="Overrides train.precision.")
+@click.option("--precision", type=click.Choice(PRECISIONS), help="Overrides train.precision.")
 @click.option("--jit", is_flag=True, help="XLA-compile the train step (train.jit).")
-def train_command(config_path, model_dir, overrides, precision, jit):
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    help="CPU threads for TensorFlow (default: all cores); run trials side by side with it.",
+)
+def train_command(config_path, model_dir, overrides, precision, jit, threads):
     """Train a model, or resume training the one in --model-dir."""
     from nmt.config import load_config
 
@@ -554,7 +590,7 @@ def train_command(config_path, model_dir, overrides, precision, jit):
     config = load_config(config_path, overrides)
     from nmt.training import train
 
-    result = train(config, model_dir)
+    result = train(config, model_dir, threads=threads)
     if result.stop_reason == "interrupted":
         import shlex
 

@@ -30,14 +30,17 @@ from __future__ import annotations
 import random
 import tempfile
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from nmt.demo_align import Word, format_links, word_links
 from nmt.errors import DataError
 
 SOURCE_LANG = "en"
 TARGET_LANG = "de"
+ALIGN_SUFFIX = "align"
 MIN_WORDS = 5
 MAX_WORDS = 15
 DEFAULT_SIZES = {"train": 20_000, "dev": 500, "test": 500}
@@ -422,16 +425,17 @@ class NounPhrase:
     def person(self) -> int:
         return 2 if self.plural else 1
 
-    def english(self) -> list[str]:
-        words = [a.en for a in self.adjectives]
-        words.append(self.noun.en_pl if self.plural else self.noun.en)
+    def english(self) -> list[Word]:
+        k = id(self)  # alignment keys: (phrase, role); see nmt.demo_align
+        words = [Word(a.en, (k, i)) for i, a in enumerate(self.adjectives)]
+        words.append(Word(self.noun.en_pl if self.plural else self.noun.en, (k, "noun")))
         if self.det == "a":
-            return ["an" if words[0][0] in "aeiou" else "a", *words]
+            return [Word("an" if words[0][0] in "aeiou" else "a", (k, "det")), *words]
         if self.det == "num":
-            return [en_number(self.count), *words]
+            return [Word(en_number(self.count), (k, "det")), *words]
         if self.det == "bare":
             return words
-        return [self.det, *words]
+        return [Word(self.det, (k, "det")), *words]
 
     def german(self, case: str) -> list[str]:
         key = (case, "pl" if self.plural else self.noun.gender)
@@ -445,13 +449,14 @@ class NounPhrase:
         else:  # bare plural or a number: strong adjective endings
             article = de_number(self.count) if self.det == "num" else ""
             endings = {key: STRONG_PLURAL[case]}
-        words = [article] if article else []
-        words += [a.declined(endings[key]) for a in self.adjectives]
+        k = id(self)
+        words = [Word(article, (k, "det"))] if article else []
+        words += [Word(a.declined(endings[key]), (k, i)) for i, a in enumerate(self.adjectives)]
         if self.plural:
-            words.append(self.noun.de_dat_pl if case == "dat" else self.noun.de_pl)
+            noun = self.noun.de_dat_pl if case == "dat" else self.noun.de_pl
         else:
-            words.append(self.noun.de)
-        return words
+            noun = self.noun.de
+        return [*words, Word(noun, (k, "noun"))]
 
 
 @dataclass
@@ -462,11 +467,11 @@ class Coordination:
     right: NounPhrase
     person: int = 2
 
-    def english(self) -> list[str]:
-        return [*self.left.english(), "and", *self.right.english()]
+    def english(self) -> list[Word]:
+        return [*self.left.english(), Word("and", id(self)), *self.right.english()]
 
-    def german(self, case: str) -> list[str]:
-        return [*self.left.german(case), "und", *self.right.german(case)]
+    def german(self, case: str) -> list[Word]:
+        return [*self.left.german(case), Word("und", id(self)), *self.right.german(case)]
 
 
 @dataclass
@@ -477,17 +482,29 @@ class PronounPhrase:
     def person(self) -> int:
         return self.pronoun.person
 
-    def english(self) -> list[str]:
-        return [self.pronoun.en]
+    def english(self) -> list[Word]:
+        return [Word(self.pronoun.en, id(self))]
 
-    def german(self, case: str) -> list[str]:
-        return [self.pronoun.de]
+    def german(self, case: str) -> list[Word]:
+        return [Word(self.pronoun.de, id(self))]
 
 
 @dataclass
 class TimePhrase:
+    """Fixed words: a time phrase or a copula's complement (tired, forty years old).
+
+    German word j translates the English words at `links[j]`; word for word by default.
+    """
+
     en: list[str]
     de: list[str]
+    links: tuple[tuple[int, ...], ...] = ()
+
+    def __post_init__(self) -> None:
+        links = self.links or tuple((j,) for j in range(len(self.de)))
+        k = id(self)
+        self.en = [Word(word, (k, i)) for i, word in enumerate(self.en)]
+        self.de = [Word(w, *((k, i) for i in ii)) for w, ii in zip(self.de, links, strict=True)]
 
 
 @dataclass
@@ -495,19 +512,20 @@ class Prepositional:
     kind: str  # "in" (location, dative), "into" (direction, accusative), "with" (dative)
     phrase: NounPhrase
 
-    def english(self) -> list[str]:
-        return [self.kind, *self.phrase.english()]
+    def english(self) -> list[Word]:
+        return [Word(self.kind, id(self)), *self.phrase.english()]
 
-    def german(self) -> list[str]:
+    def german(self) -> list[Word]:
         if self.kind == "with":
-            return ["mit", *self.phrase.german("dat")]
+            return [Word("mit", id(self)), *self.phrase.german("dat")]
         case = "dat" if self.kind == "in" else "acc"
         words = self.phrase.german(case)
         contracted = {("dat", "m"): "im", ("dat", "n"): "im", ("acc", "n"): "ins"}
         key = (case, self.phrase.noun.gender)
         if self.phrase.det == "the" and not self.phrase.plural and key in contracted:
-            return [contracted[key], *words[1:]]  # in dem -> im, in das -> ins
-        return ["in", *words]
+            fused = Word(contracted[key], id(self), *words[0].keys)  # in dem -> im
+            return [fused, *words[1:]]
+        return [Word("in", id(self)), *words]
 
 
 @dataclass
@@ -526,36 +544,41 @@ class Clause:
 
     # ---- English
 
-    def english(self) -> list[str]:
+    # Alignment keys of the verb group: "tense" (the word carrying tense and person: the
+    # English finite verb or do-auxiliary, the German finite verb), "verb" (the lexical verb),
+    # "particle" (the English one) and "not".
+
+    def english(self) -> list[Word]:
         p = self.subject.person
+        k = id(self)
         words = []
         if self.time and self.time_first:
             words += self.time.en
         words += self.subject.english()
         if self.verb is None:
-            words.append(EN_BE[self.tense][p])
+            words.append(Word(EN_BE[self.tense][p], (k, "tense")))
             if self.negated:
-                words.append("not")
+                words.append(Word("not", (k, "not")))
             words += self.predicate.en
         else:
             v = self.verb
             if self.negated:
                 aux = "did" if self.tense == "past" else ("does" if p == 1 else "do")
-                words += [aux, "not", v.en]
-            elif self.tense == "past":
-                words.append(v.en_past)
+                words += [Word(aux, (k, "tense")), Word("not", (k, "not")), Word(v.en, (k, "verb"))]
             else:
-                words.append(v.en_s if p == 1 else v.en)
+                form = v.en_past if self.tense == "past" else (v.en_s if p == 1 else v.en)
+                words.append(Word(form, (k, "verb"), (k, "tense")))
+            particle = Word(v.en_particle, (k, "particle"))
             if v.en_particle and not v.en_particle_last:
-                words.append(v.en_particle)
+                words.append(particle)
             if self.indirect is not None and self.indirect_first:
                 words += self.indirect.english()
             if self.direct is not None:
                 words += self.direct.english()
             if self.indirect is not None and not self.indirect_first:
-                words += ["to", *self.indirect.english()]
+                words += [Word("to"), *self.indirect.english()]  # "to" stays unaligned
             if v.en_particle and v.en_particle_last:
-                words.append(v.en_particle)
+                words.append(particle)
             if self.prepositional is not None:
                 words += self.prepositional.english()
         if self.time and not self.time_first:
@@ -564,41 +587,48 @@ class Clause:
 
     # ---- German
 
-    def _german_parts(self) -> tuple[list[str], list[str], str, list[str]]:
+    def _german_parts(self) -> tuple[list[Word], list[Word], Word, list[Word]]:
         """Middle field, main-clause final verb part, finite verb, subordinate verb cluster."""
         p = self.subject.person
+        k = id(self)
         middle = []
         if self.time and not self.time_first:
             middle += self.time.de
         if self.verb is None:
-            finite = (SEIN_PAST if self.tense == "past" else AUX["sein"])[p]
+            finite = Word((SEIN_PAST if self.tense == "past" else AUX["sein"])[p], (k, "tense"))
             if self.negated:
-                middle.append("nicht")
+                middle.append(Word("nicht", (k, "not")))
             middle += self.predicate.de
             return middle, [], finite, [finite]
         v = self.verb
+        lexical = ((k, "verb"), (k, "particle"))
         if self.indirect is not None:
             middle += self.indirect.german("dat")
         if self.direct is not None:
-            middle += self.direct.german("acc")
+            direct = self.direct.german("acc")
+            if self.direct.negated:  # kein- translates "not" (and "a")
+                direct[0] = Word(direct[0], *direct[0].keys, (k, "not"))
+            middle += direct
         if self.negated and not (self.direct is not None and self.direct.negated):
-            middle.append("nicht")
+            middle.append(Word("nicht", (k, "not")))
         if self.prepositional is not None:
             middle += self.prepositional.german()
         if self.tense == "past":
-            finite = AUX[v.aux][p]
-            return middle, [v.de_participle], finite, [v.de_participle, finite]
-        finite = v.de[p]
-        return middle, [v.particle] if v.particle else [], finite, [v.particle + finite]
+            finite = Word(AUX[v.aux][p], (k, "tense"))
+            participle = Word(v.de_participle, *lexical)
+            return middle, [participle], finite, [participle, finite]
+        finite = Word(v.de[p], (k, "tense"), *lexical)
+        end = [Word(v.particle, *lexical)] if v.particle else []
+        return middle, end, finite, [Word(v.particle + finite, *finite.keys)]
 
-    def german_main(self) -> list[str]:
+    def german_main(self) -> list[Word]:
         middle, end, finite, _ = self._german_parts()
         subject = self.subject.german("nom")
         if self.time and self.time_first:
             return [*self.time.de, finite, *subject, *middle, *end]
         return [*subject, finite, *middle, *end]
 
-    def german_subordinate(self) -> list[str]:
+    def german_subordinate(self) -> list[Word]:
         middle, _, _, cluster = self._german_parts()
         return [*self.subject.german("nom"), *middle, *cluster]
 
@@ -680,7 +710,7 @@ class Generator:
             return TimePhrase(["on", en], ["am", de])
         if kind == "part":
             en, de = self.pick([("morning", "Morgen"), ("evening", "Abend")])
-            return TimePhrase(["in", "the", en], ["am", de])
+            return TimePhrase(["in", "the", en], ["am", de], ((0, 1), (2,)))
         if kind == "clock":
             hour = self.rng.randint(1, 12)
             de_hour = "ein" if hour == 1 else de_number(hour)
@@ -689,8 +719,10 @@ class Generator:
         if kind == "month":
             return TimePhrase(["in", month_en], ["im", month_de])
         day = self.rng.randint(1, days)
-        return TimePhrase(
-            ["on", "the", en_ordinal(day), "of", month_en], ["am", de_ordinal_dative(day), month_de]
+        return TimePhrase(  # "of" stays unaligned
+            ["on", "the", en_ordinal(day), "of", month_en],
+            ["am", de_ordinal_dative(day), month_de],
+            ((0, 1), (2,), (4,)),
         )
 
     # ---- clauses
@@ -773,24 +805,30 @@ class Generator:
             speaker = self.subject(("person",))
             inner = self.clause(simple + ("copula", "age"), allow_front_time=False)
             p = speaker.person
-            en_words = [*speaker.english(), en_s if p == 1 else en, "that", *inner.english()]
-            de_words = [*speaker.german("nom"), forms[p] + ",", "dass", *inner.german_subordinate()]
-            return en_words, de_words
+            say = Word(en_s if p == 1 else en, "say"), Word(forms[p] + ",", "say")
+            en_words = [*speaker.english(), say[0], Word("that", "that"), *inner.english()]
+            de_words = [*speaker.german("nom"), say[1], Word("dass", "that")]
+            return en_words, de_words + inner.german_subordinate()
         main = self.clause(("intrans", "copula", "motion"), allow_front_time=True)
         inner = self.clause(simple + ("copula",), allow_front_time=False)
         de_main = main.german_main()
-        de_main[-1] += ","
+        de_main[-1] = de_main[-1].suffixed(",")
         return (
-            [*main.english(), "because", *inner.english()],
-            [*de_main, "weil", *inner.german_subordinate()],
+            [*main.english(), Word("because", "because"), *inner.english()],
+            [*de_main, Word("weil", "because"), *inner.german_subordinate()],
         )
 
-    def pair(self) -> tuple[str, str]:
-        """A pair of sentences with MIN_WORDS..MAX_WORDS English words, capitalised, with '.'."""
+    def aligned_pair(self) -> tuple[str, str, list[tuple[int, int]]]:
+        """A pair of sentences with MIN_WORDS..MAX_WORDS English words, capitalised, with '.',
+        and its word alignment (nmt.demo_align)."""
         while True:
             en, de = self.sentence()
             if MIN_WORDS <= len(en) <= MAX_WORDS:
-                return _finish(en), _finish(de)
+                return _finish(en), _finish(de), word_links(en, de)
+
+    def pair(self) -> tuple[str, str]:
+        """`aligned_pair` without the alignment."""
+        return self.aligned_pair()[:2]
 
 
 def _finish(words: list[str]) -> str:
@@ -798,15 +836,20 @@ def _finish(words: list[str]) -> str:
     return text[0].upper() + text[1:]
 
 
-def generate_pairs(seed: int, count: int) -> Iterator[tuple[str, str]]:
-    """`count` distinct (English, German) pairs for a seed."""
+def generate_aligned(seed: int, count: int) -> Iterator[tuple[str, str, list[tuple[int, int]]]]:
+    """`count` distinct (English, German, alignment) triples for a seed."""
     generator = Generator(seed)
     seen: set[str] = set()
     while len(seen) < count:
-        en, de = generator.pair()
+        en, de, links = generator.aligned_pair()
         if en not in seen:
             seen.add(en)
-            yield en, de
+            yield en, de, links
+
+
+def generate_pairs(seed: int, count: int) -> Iterator[tuple[str, str]]:
+    """`count` distinct (English, German) pairs for a seed."""
+    return ((en, de) for en, de, _ in generate_aligned(seed, count))
 
 
 def write_demo_data(
@@ -817,7 +860,9 @@ def write_demo_data(
     dev: int = DEFAULT_SIZES["dev"],
     test: int = DEFAULT_SIZES["test"],
 ) -> dict[str, Path]:
-    """Write {train,dev,test}.{en,de} into `output_dir`; returns {"train.en": path, ...}.
+    """Write {train,dev,test}.{en,de,align} into `output_dir`; returns {"train.en": path, ...}.
+
+    The .align files hold the word alignments (nmt.demo_align: Pharaoh "i-j" lines).
 
     The three splits come from one stream of distinct sentences, so they never share a
     source sentence. Files are written to a temporary directory and moved into place at the
@@ -831,21 +876,21 @@ def write_demo_data(
     if output_dir.exists() and not output_dir.is_dir():
         raise DataError(f"{output_dir}: exists and is not a directory")
     output_dir.mkdir(parents=True, exist_ok=True)
-    pairs = generate_pairs(seed, sum(sizes.values()))
+    triples = generate_aligned(seed, sum(sizes.values()))
     written: dict[str, Path] = {}
     with tempfile.TemporaryDirectory(dir=output_dir, prefix=".demo-") as tmp:
         staged = []
         for split, n in sizes.items():
-            names = [f"{split}.{SOURCE_LANG}", f"{split}.{TARGET_LANG}"]
+            names = [f"{split}.{suffix}" for suffix in (SOURCE_LANG, TARGET_LANG, ALIGN_SUFFIX)]
             paths = [Path(tmp) / name for name in names]
-            with (
-                open(paths[0], "w", encoding="utf-8", newline="\n") as src,
-                open(paths[1], "w", encoding="utf-8", newline="\n") as tgt,
-            ):
+            with ExitStack() as stack:
+                files = [
+                    stack.enter_context(open(p, "w", encoding="utf-8", newline="\n")) for p in paths
+                ]
                 for _ in range(n):
-                    en, de = next(pairs)
-                    src.write(en + "\n")
-                    tgt.write(de + "\n")
+                    en, de, links = next(triples)
+                    for file, line in zip(files, (en, de, format_links(links)), strict=True):
+                        file.write(line + "\n")
             staged += list(zip(names, paths, strict=True))
         for name, path in staged:
             path.replace(output_dir / name)

@@ -145,12 +145,15 @@ def check_vocabularies(vocabs: Sequence[Any], names: Sequence[str]) -> None:
 
 
 def load_ensemble(
-    model_dirs: PathLike | Sequence[PathLike], checkpoints: str | Sequence[str] = ()
+    model_dirs: PathLike | Sequence[PathLike],
+    checkpoints: str | Sequence[str] = (),
+    precision: str = "float32",
 ) -> LoadedModel:
     """A `checkpoints.LoadedModel` for one model, or for an ensemble of several.
 
     Members come from `pair_members`. Every member's directory, version, checkpoint and
-    vocabulary are checked before any weights are loaded, and a problem raises
+    vocabulary are checked before any weights are loaded (`precision` as in
+    `checkpoints.load_model`), and a problem raises
     CheckpointError naming that member. An ensemble's LoadedModel has `model` an `Ensemble`,
     `step` None, and the first member's config, vocabulary, directory and checkpoint path.
     """
@@ -158,7 +161,7 @@ def load_ensemble(
 
     members = pair_members(model_dirs, checkpoints)
     if len(members) == 1:
-        return ckpt.load_model(*members[0])
+        return ckpt.load_model(*members[0], precision=precision)
     vocabs = []
     for model_dir, checkpoint in members:
         ckpt.read_config(model_dir)
@@ -169,7 +172,7 @@ def load_ensemble(
         except NmtError as e:  # as load_model reports it
             raise CheckpointError(str(e)) from None
     check_vocabularies(vocabs, [str(model_dir) for model_dir, _ in members])
-    loaded = [ckpt.load_model(model_dir, checkpoint) for model_dir, checkpoint in members]
+    loaded = [ckpt.load_model(dir_, checkpoint, precision) for dir_, checkpoint in members]
     return dataclasses.replace(
         loaded[0], model=Ensemble([member.model for member in loaded]), step=None
     )

@@ -86,13 +86,15 @@ def evaluate_model(
     length_penalty: float | None = None,
     metrics: tuple[str, ...] = ("bleu", "chrf"),
     hypothesis_path: str | Path | None = None,
+    precision: str = "float32",
     shortlist: bool | None = None,
     shortlist_top_k: int | None = None,
     shortlist_frequent: int | None = None,
 ) -> list[Score]:
     """Translate `source_path` with a model and score it against `reference_path`.
 
-    Several model directories or checkpoints decode as an ensemble (`ensemble.load_ensemble`).
+    Several model directories or checkpoints decode as an ensemble (`ensemble.load_ensemble`);
+    `precision` is the dtype policy to decode in (`nmt.precision`).
     `shortlist*`: decode with a vocabulary shortlist (`shortlist.configure`).
     """
     from nmt import shortlist as shortlists
@@ -107,7 +109,7 @@ def evaluate_model(
         raise DataError(
             f"{source_path} has {len(sources)} lines but {reference_path} has {len(refs)}"
         )
-    loaded = load_ensemble(model_dir, checkpoint)
+    loaded = load_ensemble(model_dir, checkpoint, precision)
     decode, table = shortlists.prepare(loaded, shortlist, shortlist_top_k, shortlist_frequent)
     translator = Translator(loaded.model, loaded.vocab, decode, shortlist=table)
     encoded = [translator.encode(line, n, str(source_path)) for n, line in enumerate(sources, 1)]

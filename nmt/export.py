@@ -273,6 +273,7 @@ def _write_extras(extra: Path, model_dir: Path | None, loaded, decode, shortlist
         "min_length": decode.min_length,
         "max_source_length": decode.max_source_length,
         "shortlist": None if shortlist is None else shortlist.describe(),
+        "precision": getattr(getattr(loaded.model, "dtype_policy", None), "name", "float32"),
         "sentencepiece": {
             "source": spm_names[0],
             "target": spm_names[-1],
@@ -328,9 +329,12 @@ def export_model(
     shortlist: bool | None = None,
     shortlist_top_k: int | None = None,
     shortlist_frequent: int | None = None,
+    precision: str = "float32",
 ) -> Path:
     """Export a trained model as EXPORT_BASE/N (N = `version` or the next free integer).
 
+    `precision` is the dtype policy the exported graph computes in wherever it is served
+    (`nmt.precision`; "auto" resolves on the exporting machine), recorded in export.json.
     `shortlist*`: decode with the model directory's vocabulary shortlist (`shortlist.configure`).
 
     Raises NmtError when EXPORT_BASE/N exists (unless `overwrite`), when EXPORT_BASE is not a
@@ -350,7 +354,7 @@ def export_model(
     from nmt import shortlist as shortlists
     from nmt.checkpoints import load_model
 
-    loaded = load_model(model_dir, checkpoint)
+    loaded = load_model(model_dir, checkpoint, precision)
     decode, table = shortlists.prepare(loaded, shortlist, shortlist_top_k, shortlist_frequent)
     return export_loaded(
         dataclasses.replace(loaded, config=dataclasses.replace(loaded.config, decode=decode)),

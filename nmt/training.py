@@ -70,6 +70,7 @@ from nmt import checkpoints as ckpt
 from nmt import constants, fileio, interrupts, locking
 from nmt.config import Config, TrainConfig, from_dict, save_config
 from nmt.errors import CheckpointError, ConfigError, NmtError
+from nmt.precision import cpu_bf16_flags, explain_precision, resolve_precision  # noqa: F401
 from nmt.version import __version__
 
 PathLike = Union[str, Path]
@@ -114,49 +115,6 @@ class TrainResult:
 
 # --------------------------------------------------------------------------------------------
 # Configuration helpers (no TensorFlow)
-
-
-# /proc/cpuinfo flags of CPUs with bfloat16 arithmetic (AVX512-BF16 dot products, AMX tiles).
-BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
-
-
-def cpu_bf16_flags(cpuinfo: PathLike = "/proc/cpuinfo") -> list[str]:
-    """The bfloat16 flags this CPU reports (empty where there are none or no /proc/cpuinfo)."""
-    try:
-        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return []
-    flags = set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.partition(":")[2].split())
-    return [flag for flag in BF16_CPU_FLAGS if flag in flags]
-
-
-def resolve_precision(
-    precision: str, gpu_visible: Optional[bool] = None, cpu_bf16: Optional[bool] = None
-) -> str:
-    """The Keras dtype policy for `train.precision` (see `explain_precision` for auto)."""
-    return explain_precision(precision, gpu_visible, cpu_bf16)[0]
-
-
-def explain_precision(
-    precision: str, gpu_visible: Optional[bool] = None, cpu_bf16: Optional[bool] = None
-) -> tuple[str, str]:
-    """`(policy, why)`: auto = mixed_float16 with a GPU, mixed_bfloat16 on a CPU with bfloat16
-    units (AVX512-BF16 or AMX), float32 on any other CPU; other values are kept as given."""
-    if precision != "auto":
-        return precision, "train.precision"
-    if gpu_visible is None:
-        import tensorflow as tf
-
-        gpu_visible = bool(tf.config.list_physical_devices("GPU"))
-    if gpu_visible:
-        return "mixed_float16", "auto: a GPU is visible"
-    flags = cpu_bf16_flags() if cpu_bf16 is None else (["bf16"] if cpu_bf16 else [])
-    if flags:
-        return "mixed_bfloat16", f"auto: this CPU has bfloat16 units ({', '.join(flags)})"
-    return "float32", "auto: this CPU has no bfloat16 units"
 
 
 def resolve_paths(config: Config, cwd: Optional[PathLike] = None) -> Config:
@@ -836,24 +794,42 @@ def _chief_temp_dir(cluster: Cluster, directory: Path) -> tuple[Path, Optional[P
     return temp, temp
 
 
+def set_threads(threads: int) -> None:
+    """Size TensorFlow's intra- and inter-op thread pools; must run before any TF op."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"--threads must be a positive integer, got {threads!r}")
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError as e:  # TensorFlow already started in this process
+        raise NmtError(f"--threads: {e}") from None
+
+
 def train(
     config: Config,
     model_dir: PathLike,
     *,
     log: Optional[Log] = None,
     strategy: Any = None,
+    threads: Optional[int] = None,
 ) -> TrainResult:
     """Train or resume the model in `model_dir` (see the module docstring).
 
     `strategy`: a tf.distribute.Strategy or "auto" (default), "default", "mirrored",
-    "multi_worker". Raises ConfigError, DataError or CheckpointError for user errors, and
-    NmtError when the loss becomes NaN or infinite (the last good checkpoint is kept).
+    "multi_worker". `threads`: CPU threads for TensorFlow's op pools (default: all cores), so
+    that trials can run side by side. Raises ConfigError, DataError or CheckpointError for
+    user errors, and NmtError when the loss becomes NaN or infinite (the last good checkpoint
+    is kept).
     """
     log = log or _stderr
     model_dir = Path(model_dir)
     config = resolve_paths(config)
     config = from_dict(config.to_dict())  # re-validate (a Config may be built by hand)
     check_train_config(config)
+    if threads is not None:
+        set_threads(threads)
     cluster = make_cluster(strategy)  # before any other TensorFlow work (multi-worker)
 
     from nmt.data import check_parallel_files

@@ -381,6 +381,7 @@ def translate_file(
     shortlist: bool | None = None,
     shortlist_top_k: int | None = None,
     shortlist_frequent: int | None = None,
+    precision: str = "float32",
 ) -> TranslateReport:
     """Translate a file (or stdin) line by line into a file (or stdout), in input order.
 
@@ -391,7 +392,8 @@ def translate_file(
     `fileio.open_output`: a file is moved into place only when every line is translated.
     Output is UTF-8 whatever the locale. Warnings (truncated lines, lines that cannot be
     plotted) go to stderr. Several model directories or checkpoints decode as an ensemble
-    (`ensemble.load_ensemble`). `shortlist*`: see `shortlist.configure` (None: the config's).
+    (`ensemble.load_ensemble`); `precision` is the dtype policy to decode in (`nmt.precision`).
+    `shortlist*`: see `shortlist.configure` (None: the config's).
     """
     from nmt import shortlist as shortlists
     from nmt.ensemble import load_ensemble
@@ -400,7 +402,7 @@ def translate_file(
     fileio.check_output_file(output_path, option="-o", inputs=[(str(input_path), input_path)])
     with fileio.LineSource(input_path) as source:
         total = sum(1 for _ in source)
-        loaded = load_ensemble(model_dir, checkpoint)
+        loaded = load_ensemble(model_dir, checkpoint, precision)
         decode, table = shortlists.prepare(loaded, shortlist, shortlist_top_k, shortlist_frequent)
         if batch_tokens:
             decode.batch_tokens = batch_tokens

@@ -18,10 +18,18 @@ Tokens/s counts non-pad tokens (target, and source + target). GFLOP/s is an esti
 matrix multiplications of forward pass on the padded batch (2 FLOPs per multiply-add), times 3
 for forward + backward; element-wise work and the optimizer update are left out.
 
+A variant may name a precision after a colon (`nmt:mixed_bfloat16`, `keras:float32`; default
+float32), so the precisions run side by side in one process on the same batches; `--config`
+takes the model and training settings from a YAML config (e.g. the Multi30k recipe,
+configs/multi30k_en_de.yaml) instead of the NMTSmallV1 shape. The CPU model and its bfloat16
+flags are printed with the table.
+
 Usage:
     python scripts/bench_train.py [--data DIR] [--pair en-de] [--batch-tokens 4096]
                                   [--steps 8] [--warmup 2] [--batches 8] [--jit]
-                                  [--variants nmt,keras] [--vocab-cache DIR]
+                                  [--variants nmt,keras] [--vocab-cache DIR] [--config F]
+    python scripts/bench_train.py --config configs/multi30k_en_de.yaml --batch-tokens 1200 \
+        --variants nmt:float32,nmt:mixed_bfloat16 --steps 20
 """
 
 from __future__ import annotations
@@ -54,7 +62,43 @@ def parse_args(argv=None):
     parser.add_argument("--variants", default="nmt,keras")
     parser.add_argument("--vocab-cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--config", type=Path, help="model/train settings from this YAML")
     return parser.parse_args(argv)
+
+
+def cpu_description() -> str:
+    """The CPU model name and its bfloat16 flags, as the benchmarks print them."""
+    from nmt.precision import cpu_bf16_flags
+
+    model = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.partition(":")[2].strip()
+                break
+    except OSError:
+        pass
+    flags = cpu_bf16_flags()
+    return f"{model}; bfloat16 units: {', '.join(flags) if flags else 'none'}"
+
+
+def recipe_config(args, train_source: Path, train_target: Path):
+    """The `--config` file's settings on the chosen training files and batch size."""
+    import dataclasses
+
+    from nmt.config import load_config
+
+    config = load_config(args.config)
+    data = dataclasses.replace(
+        config.data,
+        train_source=str(train_source),
+        train_target=str(train_target),
+        dev_source=None,
+        dev_target=None,
+        batch_tokens=args.batch_tokens,
+    )
+    train = dataclasses.replace(config.train, precision="float32", jit=args.jit, seed=args.seed)
+    return dataclasses.replace(config, data=data, train=train).validate()
 
 
 def small_v1_config(args, train_source: Path, train_target: Path):
@@ -137,21 +181,27 @@ def step_flops(source, target_in, model_config, vocab_size: int) -> float:
 
 
 def build_trainer(config, vocab, variant: str):
-    """A `nmt.training._Trainer` (the `nmt train` step) with nmt or Keras LSTM layers."""
+    """A `nmt.training._Trainer` (the `nmt train` step) with nmt or Keras LSTM layers, in the
+    variant's precision (`impl[:precision]`)."""
     import keras
     import tensorflow as tf
 
     from nmt import decoder, encoder
     from nmt.training import Cluster, _Trainer
 
+    impl, _, precision = variant.partition(":")
+    precision = precision or "float32"
     originals = (encoder.LSTM, decoder.LSTM)
-    if variant == "keras":
+    previous = keras.mixed_precision.global_policy()
+    if impl == "keras":
         encoder.LSTM = decoder.LSTM = keras.layers.LSTM
     try:
+        keras.mixed_precision.set_global_policy(precision)
         trainer = _Trainer(config, Path("unused"), Cluster(tf.distribute.get_strategy()), print)
-        trainer.build(vocab, "float32")
+        trainer.build(vocab, precision)
     finally:
         encoder.LSTM, decoder.LSTM = originals
+        keras.mixed_precision.set_global_policy(previous)
     return trainer
 
 
@@ -168,7 +218,10 @@ def main(argv=None) -> int:
     import numpy as np
     import tensorflow as tf
 
-    config = small_v1_config(args, train_source, train_target)
+    if args.config:
+        config = recipe_config(args, train_source, train_target)
+    else:
+        config = small_v1_config(args, train_source, train_target)
     vocab = vocabulary(config, args.vocab_cache / args.pair)
     variants = [v for v in args.variants.split(",") if v]
     trainers, batches = {}, []
@@ -213,12 +266,14 @@ def main(argv=None) -> int:
     tgt_per_step = statistics.median(target_tokens)
     all_per_step = statistics.median(all_tokens)
     shapes = sorted({tuple(b[0].shape) + (b[1].shape[1],) for b in batches})
+    shape = f"{args.config.name} model" if args.config else "NMTSmallV1-like model"
     print(
-        f"NMTSmallV1-like model ({sum(int(np.prod(w.shape)) for w in reference):,} parameters), "
+        f"{shape} ({sum(int(np.prod(w.shape)) for w in reference):,} parameters), "
         f"Multi30k {args.pair}, 8k joint SentencePiece, batch_tokens {args.batch_tokens} "
         f"(shapes B x S x T: {', '.join('x'.join(map(str, s)) for s in shapes[:4])}"
-        f"{', ...' if len(shapes) > 4 else ''}), float32, jit={args.jit}"
+        f"{', ...' if len(shapes) > 4 else ''}), jit={args.jit}"
     )
+    print(f"CPU: {cpu_description()}")
     print(
         f"TF {tf.__version__}, Keras {keras.__version__}, Python {platform.python_version()}, "
         f"{os.cpu_count()} CPUs; median of {args.steps} alternated steps after {args.warmup} "

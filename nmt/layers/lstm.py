@@ -428,6 +428,9 @@ def _recurrence_fused(xw2, h0, c0, rk_t, mask, n_steps, static_steps, unroll):
 
         def body(t, h, c, hs, acts, gs, cs_new, cs_prev):
             x_t = tf.slice(xw2, [0, t * batch], [4 * u, batch])  # (4u, B)
+            # The slice's size is a tensor, so its static batch is lost; keep h's, or a
+            # static batch (e.g. one sentence) would change the loop variables' shapes.
+            x_t.set_shape([4 * u, h.shape[1]])
             z = x_t + tf.matmul(rk_t, h)  # (4u, B)
             a = tf.sigmoid(z)  # (4u, B): σ of all four blocks; the C̃ block is unused
             a_i, a_f, _, a_o = tf.split(a, 4, axis=0)  # (u, B) each

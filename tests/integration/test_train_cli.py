@@ -157,7 +157,7 @@ def test_sigkill_mid_training_then_resume(tmp_path):
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
     last = ckpt.checkpoint_step(ckpt.list_checkpoints(checkpoints)[-1])
-    resumed = _nmt([*args, "--set", f"train.max_steps={last + 5}"], tmp_path)
+    resumed = _nmt([*args, "--set", f"train.max_steps={last + 5}", "--threads", "1"], tmp_path)
     output, _ = resumed.communicate(timeout=240)
     assert resumed.returncode == 0, output
     assert f"resumed from model/checkpoints/ckpt-{last} (step {last})" in output
@@ -173,14 +173,18 @@ def test_cli_flags_reach_the_config(tmp_path, monkeypatch):
 
     def fake_train(config, model_dir, **kwargs):
         seen["config"], seen["model_dir"] = config, model_dir
+        seen["threads"] = kwargs.get("threads")
         return TrainResult(
             Path(model_dir), 7, 0, "max_steps", Path("m/checkpoints/ckpt-7"), 5, 12.5
         )
 
     monkeypatch.setattr(nmt.training, "train", fake_train)
     args = ["train", "--config", str(TINY), "--model-dir", "m", "--precision", "mixed_bfloat16"]
-    result = CliRunner().invoke(cli, [*args, "--jit", "--set", "train.max_steps=7"])
+    result = CliRunner().invoke(
+        cli, [*args, "--jit", "--set", "train.max_steps=7", "--threads", "1"]
+    )
     assert result.exit_code == 0, result.output
+    assert seen["threads"] == 1
     config = seen["config"]
     assert config.train.precision == "mixed_bfloat16" and config.train.jit is True
     assert config.train.max_steps == 7 and seen["model_dir"] == "m"

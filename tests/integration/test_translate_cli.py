@@ -424,3 +424,27 @@ def test_evaluate_and_score_line_count_mismatch_exit_2(memorised, tmp_path):
         "evaluate", "--model", memorised.model_dir, "--src", src, "--ref", ref, "--metrics", "nope"
     )
     assert result.exit_code == 2 and "unknown metric 'nope'" in result.output
+
+
+def test_precision_option_decodes_in_bfloat16_with_the_same_translations(memorised, tmp_path):
+    """bfloat16 runs on any CPU (slowly without bf16 units); on the memorised pairs its
+    translations equal float32's, and evaluate still scores 100."""
+    from nmt.checkpoints import load_model
+
+    bf16 = load_model(memorised.model_dir, precision="mixed_bfloat16")
+    assert bf16.model.compute_dtype == "bfloat16"
+    assert bf16.model.decoder.output_projection.compute_dtype == "bfloat16"
+    assert all(w.dtype == "float32" for w in bf16.model.weights)  # weights stay float32
+    src = write(tmp_path / "src.txt", "".join(s + "\n" for s in memorised.sources))
+    _, plain = translate(memorised, src)
+    _, half = translate(memorised, src, "--precision", "mixed_bfloat16")
+    assert half == plain == list(memorised.references)
+    ref = write(tmp_path / "ref.txt", "".join(t + "\n" for t in memorised.references))
+    result = run(
+        "evaluate", "--model", memorised.model_dir, "--src", src, "--ref", ref, "--json",
+        "--precision", "mixed_bfloat16",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["bleu"]["score"] == pytest.approx(100.0)
+    result = run("translate", src, "--model", memorised.model_dir, "--precision", "half")
+    assert result.exit_code == 2 and "--precision" in result.output

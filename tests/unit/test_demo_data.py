@@ -1,10 +1,12 @@
-"""The built-in demo task: determinism, split hygiene, and the German grammar it encodes."""
+"""The built-in demo task: determinism, split hygiene, the German grammar it encodes, and its
+word alignments."""
 
 import re
 from collections import Counter
 
 import pytest
 
+from nmt.demo_align import parse_links, word_links
 from nmt.demo_data import (
     ADJECTIVES,
     MAX_WORDS,
@@ -24,10 +26,13 @@ from nmt.demo_data import (
     de_ordinal_dative,
     en_number,
     en_ordinal,
+    generate_aligned,
     generate_pairs,
     write_demo_data,
 )
 from nmt.errors import DataError
+
+SUFFIXES = ("align", "de", "en")
 
 
 def noun(en: str):
@@ -58,7 +63,7 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
     a = write_demo_data(tmp_path / "a", seed=3, train=200, dev=20, test=20)
     b = write_demo_data(tmp_path / "b", seed=3, train=200, dev=20, test=20)
     c = write_demo_data(tmp_path / "c", seed=4, train=200, dev=20, test=20)
-    assert sorted(a) == ["dev.de", "dev.en", "test.de", "test.en", "train.de", "train.en"]
+    assert sorted(a) == [f"{s}.{ext}" for s in ("dev", "test", "train") for ext in SUFFIXES]
     for name in a:
         assert a[name].read_bytes() == b[name].read_bytes()
     assert a["train.en"].read_bytes() != c["train.en"].read_bytes()
@@ -275,3 +280,90 @@ def test_ditransitive_and_prepositions():
         "the cat and a mouse sleep with the dogs",
         "die Katze und eine Maus schlafen mit den Hunden",
     )
+
+
+# ---- word alignments
+
+
+def links(english: list, german: list) -> list[str]:
+    """The alignment of two word lists as "english-german" words, in German word order."""
+    return [f"{english[i]}-{german[j]}" for i, j in word_links(english, german)]
+
+
+def test_alignment_files_match_the_text_and_cover_every_german_word(tmp_path):
+    files = write_demo_data(tmp_path, seed=6, train=1500, dev=50, test=50)
+    unaligned_english = Counter()
+    for split in ("train", "dev", "test"):
+        en, de, align = (
+            files[f"{split}.{ext}"].read_text("utf-8").splitlines() for ext in SUFFIXES[::-1]
+        )
+        assert len(en) == len(de) == len(align)
+        for source, target, line in zip(en, de, align, strict=True):
+            pairs = parse_links(line)
+            source, target = source.split(), target.split()
+            assert all(0 <= i < len(source) and 0 <= j < len(target) for i, j in pairs), line
+            assert pairs == sorted(set(pairs), key=lambda p: (p[1], p[0]))
+            assert {j for _, j in pairs} == set(range(len(target))), (source, target, line)
+            aligned = {i for i, _ in pairs}
+            unaligned_english.update(w for i, w in enumerate(source) if i not in aligned)
+    assert set(unaligned_english) == {"to", "of"}  # "gives a book to ...", "the first of May"
+
+
+def test_alignments_are_a_function_of_the_source():
+    seen: dict[str, list] = {}
+    for en, _, pairs in generate_aligned(8, 3000):
+        assert seen.setdefault(en, pairs) == pairs
+
+
+def test_alignment_of_a_number_and_a_verb_final_perfect():
+    cats = NounPhrase(noun("cat"), "num", True, (adjective("black"),), count=42)
+    assert links(cats.english(), cats.german("acc")) == [
+        "forty-two-zweiundvierzig", "black-schwarze", "cats-Katzen",
+    ]  # fmt: skip
+    man = NounPhrase(noun("man"), "the", False)
+    dog = NounPhrase(noun("dog"), "the", False, (adjective("big"),))
+    seen = Clause(man, "past", verb=verb("gesehen"), direct=dog)  # the man saw the big dog
+    assert links(seen.english(), seen.german_subordinate()) == [
+        "the-der", "man-Mann", "the-den", "big-großen", "dog-Hund", "saw-gesehen", "saw-hat",
+    ]  # fmt: skip
+
+
+def test_alignment_of_a_separable_verb_main_and_verb_final():
+    door = NounPhrase(noun("door"), "the", False)
+    today = TimePhrase(["today"], ["heute"])
+    opens = Clause(pronoun("she"), "present", verb=verb("aufgemacht"), direct=door, time=today)
+    english = opens.english()  # she opens the door today
+    assert links(english, opens.german_main()) == [
+        "she-sie", "opens-macht", "today-heute", "the-die", "door-Tür", "opens-auf",
+    ]  # fmt: skip
+    assert links(english, opens.german_subordinate()) == [
+        "she-sie", "today-heute", "the-die", "door-Tür", "opens-aufmacht",
+    ]  # fmt: skip
+    ball = NounPhrase(noun("ball"), "a", False, negated=True)
+    picked = Clause(pronoun("we"), "past", True, verb("aufgehoben"), direct=ball)
+    assert links(picked.english(), picked.german_main()) == [  # we did not pick up a ball
+        "we-wir", "did-haben", "not-keinen", "a-keinen", "ball-Ball", "pick-aufgehoben",
+        "up-aufgehoben",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "index, expected",
+    [
+        (  # The children say that our dog ran into my house in the morning.
+            21,
+            "The-Die children-Kinder say-sagen, that-dass our-unser dog-Hund in-am the-am "
+            "morning.-Morgen into-in my-mein house-Haus ran-gelaufen ran-ist.",
+        ),
+        (  # Our beautiful woman knows that the doctors hold the cup on the twenty-third of April.
+            31,
+            "Our-Unsere beautiful-schöne woman-Frau knows-weiß, that-dass the-die doctors-Ärzte "
+            "on-am the-am twenty-third-dreiundzwanzigsten April.-April the-die cup-Tasse "
+            "hold-halten.",
+        ),
+    ],
+)
+def test_alignment_of_generated_sentences(index, expected):
+    en, de, pairs = list(generate_aligned(3, index + 1))[index]
+    en, de = en.split(), de.split()
+    assert " ".join(f"{en[i]}-{de[j]}" for i, j in pairs) == expected

@@ -223,6 +223,27 @@ def test_text_signature_equals_translator(loaded_export, translator):
             assert score < 0.0
 
 
+def test_bfloat16_export_records_its_precision_and_translates(tiny, tmp_path):
+    """An export in mixed_bfloat16 says so in export.json, computes in bfloat16 and scores
+    within bfloat16 rounding of the same model decoding in bfloat16 in the library."""
+    from nmt.checkpoints import load_model
+    from nmt.export import export_model, load_export
+    from nmt.translator import Translator
+
+    path = export_model(tiny.model_dir, tmp_path / "bf16", precision="mixed_bfloat16")
+    info = json.loads((path / "assets.extra" / "export.json").read_text())
+    assert info["precision"] == "mixed_bfloat16"
+    plain = json.loads((tiny.version_dir / "assets.extra" / "export.json").read_text())
+    assert plain["precision"] == "float32"
+    loaded = load_model(tiny.model_dir, precision="mixed_bfloat16")
+    expected = Translator(loaded.model, loaded.vocab, loaded.config.decode).translate_hypotheses(
+        INPUTS
+    )
+    texts, scores = run_text(load_export(path), INPUTS)
+    assert texts == [h[0].text for h in expected]
+    assert scores == pytest.approx([h[0].score for h in expected], abs=1e-3)
+
+
 def test_truncation_to_max_source_length(loaded_export, translator):
     sp = translator._source_sp
     long_line = INPUTS[3]

@@ -565,6 +565,22 @@ def test_tf_function_and_jit_compile_match_eager():
         _assert_same([np.asarray(v) for v in grads], eager_grads)
 
 
+@pytest.mark.parametrize("rows", [1, 3])
+@pytest.mark.parametrize("use_mask", [False, True])
+def test_tf_function_with_static_shapes_matches_eager(rows, use_mask):
+    """Traced with the batch known (one sentence included), outputs and gradients equal eager."""
+    rng = _rng(17)
+    weights = _random_weights(rng)
+    x, h0, c0 = (v[:rows] for v in _inputs(rng))
+    mask = MASK[:rows] if use_mask else None
+    layer = _built_lstm(weights, return_sequences=True, return_state=True)
+    eager_out, eager_grads = _outputs_and_grads(layer, x, h0, c0, mask, training=True)
+    run = tf.function(lambda *args: _outputs_and_grads_graph(layer, *args))
+    out, grads = run(tf.constant(x), tf.constant(h0), tf.constant(c0), mask)
+    _assert_same([np.asarray(v) for v in out], eager_out)
+    _assert_same([np.asarray(v) for v in grads], eager_grads)
+
+
 def _outputs_and_grads_graph(layer, x, h0, c0, mask):
     with tf.GradientTape() as tape:
         tape.watch([x, h0, c0])

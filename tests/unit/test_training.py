@@ -131,6 +131,21 @@ def test_resolve_precision():
     assert resolve_precision("float32", gpu_visible=False, cpu_bf16=True) == "float32"
 
 
+def test_set_threads_checks_its_value_and_the_tensorflow_state():
+    import tensorflow as tf
+
+    from nmt.errors import ConfigError, NmtError
+    from nmt.training import set_threads
+
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(ConfigError, match="--threads must be a positive integer"):
+            set_threads(bad)
+    tf.constant(1.0) + 1.0  # TensorFlow has started in this process
+    if tf.config.threading.get_intra_op_parallelism_threads() != 3:
+        with pytest.raises(NmtError, match="^--threads: "):
+            set_threads(3)
+
+
 @pytest.mark.parametrize(
     "flags, expected",
     [
