@@ -16,7 +16,8 @@ vocabulary shortlists (nmt/shortlist.py; the model directory needs `nmt shortlis
 targets per source piece plus the N most frequent. The variants' timed passes alternate
 (none, K:N, ..., none, K:N, ...) so that load on a shared machine hits them alike; each row
 gives the median, the speed-up over no shortlist, the mean shortlist size per batch and,
-with `--ref`, sacreBLEU of the (deterministic) translations.
+with `--ref`, sacreBLEU of the (deterministic) translations. `--precision float32,mixed_bfloat16`
+runs every variant in each precision (one model loaded per precision), all alternating.
 
 `seconds` is wall time and `CPU seconds` the CPU time of the process (all threads) over the
 same span: when other work shares the machine, wall time grows while CPU time stays about the
@@ -27,6 +28,7 @@ Usage:
                                       [--beam 5] [--batch-tokens N] [--repeats 3]
                                       [--lines N] [--no-cli]
                                       [--shortlist K:N ...] [--ref FILE]
+                                      [--precision float32[,mixed_bfloat16]]
 
 The default source is ../shared/data/multi30k/test2016.en beside the repository.
 """
@@ -74,6 +76,11 @@ def parse_args(argv=None):
         help="compare beam search with this shortlist (top-K per source piece, N frequent)",
     )
     parser.add_argument("--ref", type=Path, help="references: BLEU of each shortlist variant")
+    parser.add_argument(
+        "--precision",
+        default="float32",
+        help="comma-separated dtype policies to compare with --shortlist (nmt.precision)",
+    )
     args = parser.parse_args(argv)
     if args.beam < 2:
         parser.error("--beam must be at least 2 (greedy is always measured)")
@@ -207,18 +214,38 @@ def mean_shortlist_size(translator, encoded: list[list[int]]) -> float:
     return statistics.mean(sizes)
 
 
-def compare_shortlists(args, loaded, decode, lines: list[str]) -> list[dict]:
-    """Beam search without and with each --shortlist, timed passes alternating."""
+def shortlist_variants(args, loaded, decode) -> list[tuple[str, object]]:
+    """(name, Translator) without and with each --shortlist, for each --precision."""
     from nmt import shortlist as shortlists
-    from nmt.evaluation import score
-    from nmt.translator import Translator, iter_text_lines
+    from nmt.checkpoints import load_model
+    from nmt.translator import Translator
 
-    variants = [("no shortlist", None)]
+    tables = [("no shortlist", None)]
     for k, n in args.shortlist:
         options = shortlists.configure(decode, True, k, n)
-        table = shortlists.for_decoding(args.model, loaded.vocab, options)
-        variants.append((f"shortlist k={k} N={n}", table))
-    translators = [Translator(loaded.model, loaded.vocab, decode, shortlist=t) for _, t in variants]
+        tables.append(
+            (f"shortlist k={k} N={n}", shortlists.for_decoding(args.model, loaded.vocab, options))
+        )
+    variants = []
+    for precision in args.precision.split(","):
+        model = (
+            loaded.model
+            if precision == "float32"
+            else load_model(args.model, args.checkpoint, precision).model
+        )
+        for name, table in tables:
+            translator = Translator(model, loaded.vocab, decode, shortlist=table)
+            variants.append((f"{precision}, {name}", translator))
+    return variants
+
+
+def compare_shortlists(args, loaded, decode, lines: list[str]) -> list[dict]:
+    """Beam search without and with each --shortlist, timed passes alternating."""
+    from nmt.evaluation import score
+    from nmt.translator import iter_text_lines
+
+    variants = shortlist_variants(args, loaded, decode)
+    translators = [translator for _, translator in variants]
     encoded = [translators[0].encode(line, number) for number, line in enumerate(lines, 1)]
     for translator in translators:  # warm-up: traces each search function
         translator.translate_encoded(encoded[:WARMUP_LINES], beam_size=args.beam)
@@ -234,8 +261,9 @@ def compare_shortlists(args, loaded, decode, lines: list[str]) -> list[dict]:
             texts[i] = [h[0].text for h in hyps]
     refs = [t for _, t in iter_text_lines(args.ref)][: len(lines)] if args.ref else None
     rows = []
-    for i, (name, table) in enumerate(variants):
-        size = mean_shortlist_size(translators[i], encoded) if table else loaded.vocab.target_size
+    for i, (name, translator) in enumerate(variants):
+        table = translator.shortlist
+        size = mean_shortlist_size(translator, encoded) if table else loaded.vocab.target_size
         rows.append({
             "run": f"beam {args.beam}, {name}",
             "seconds": statistics.median(seconds[i]),
