@@ -122,6 +122,7 @@ class DecodeConfig:
     max_source_length: int = 256  # pieces; longer inputs are truncated with a warning
     # Vocabulary shortlist (nmt/shortlist.py, made by `nmt shortlist`): score only the union of
     # the top-k targets of the batch's source pieces and the N most frequent target pieces.
+    # For translate/evaluate/export (--shortlist); validation in training never uses it.
     shortlist: bool = False
     shortlist_top_k: int = 10
     shortlist_frequent: int = 100
