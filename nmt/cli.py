@@ -352,13 +352,14 @@ def evaluate_command(
 @click.argument("hypothesis_path", metavar="HYP", type=click.Path(dir_okay=False))
 @click.argument("reference_path", metavar="REF", type=click.Path(dir_okay=False))
 @_METRICS
+@click.option("--lowercase", "-lc", is_flag=True, help="Case-insensitive (sacreBLEU's -lc).")
 @click.option("--json", "as_json", is_flag=True, help="Print scores as JSON.")
-def score_command(hypothesis_path, reference_path, metrics, as_json):
+def score_command(hypothesis_path, reference_path, metrics, lowercase, as_json):
     """Score detokenized hypotheses HYP against references REF (sacreBLEU, cased, 13a)."""
     names = _metric_list(metrics)
     from nmt.evaluation import score_files
 
-    _print_scores(score_files(hypothesis_path, reference_path, names), as_json)
+    _print_scores(score_files(hypothesis_path, reference_path, names, lowercase), as_json)
 
 
 @cli.command("vocab")

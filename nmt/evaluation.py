@@ -28,14 +28,19 @@ class Score:
         }
 
 
-def _metric(name: str):
+def _metric(name: str, lowercase: bool = False):
     from sacrebleu.metrics import BLEU, CHRF, TER
 
-    return {"bleu": BLEU, "chrf": CHRF, "ter": TER}[name]()
+    if name == "ter":
+        return TER(case_sensitive=not lowercase)
+    return {"bleu": BLEU, "chrf": CHRF}[name](lowercase=lowercase)
 
 
-def score(hypotheses: list[str], references: list[str], metric: str = "bleu") -> Score:
-    """Corpus-level score of detokenized hypotheses against one reference each (cased, 13a).
+def score(
+    hypotheses: list[str], references: list[str], metric: str = "bleu", lowercase: bool = False
+) -> Score:
+    """Corpus-level score of detokenized hypotheses against one reference each (cased, 13a;
+    `lowercase` compares lowercased text, as sacreBLEU's `-lc`, and says so in the signature).
 
     No lines at all (two empty files) score 0, as an empty hypothesis against an empty
     reference does."""
@@ -45,7 +50,7 @@ def score(hypotheses: list[str], references: list[str], metric: str = "bleu") ->
         raise DataError(
             f"{len(hypotheses)} hypotheses but {len(references)} references: counts must match"
         )
-    scorer = _metric(metric)
+    scorer = _metric(metric, lowercase)
     hypotheses, references = list(hypotheses), list(references)
     if not hypotheses:  # sacreBLEU fails on no lines; one empty pair scores the same: 0
         hypotheses, references = [""], [""]
@@ -65,7 +70,10 @@ read_lines = fileio.read_lines  # every line of a UTF-8 file (plain or .gz) or s
 
 
 def score_files(
-    hypothesis_path: str | Path, reference_path: str | Path, metrics: tuple[str, ...] = ("bleu",)
+    hypothesis_path: str | Path,
+    reference_path: str | Path,
+    metrics: tuple[str, ...] = ("bleu",),
+    lowercase: bool = False,
 ) -> list[Score]:
     """Score a hypothesis file against a reference file, line by line."""
     hyps, refs = read_lines(hypothesis_path), read_lines(reference_path)
@@ -73,7 +81,7 @@ def score_files(
         raise DataError(
             f"{hypothesis_path} has {len(hyps)} lines but {reference_path} has {len(refs)}"
         )
-    return [score(hyps, refs, m) for m in metrics]
+    return [score(hyps, refs, m, lowercase) for m in metrics]
 
 
 def evaluate_model(

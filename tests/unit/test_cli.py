@@ -43,6 +43,12 @@ def test_score_command_json_and_errors(tmp_path):
     result = CliRunner().invoke(cli, ["score", str(h), str(r), "--json", "--metrics", "bleu"])
     assert result.exit_code == 0, result.output
     assert round(json.loads(result.output)["bleu"]["score"], 6) == 100.0
+    h.write_text("A B C D\n")
+    for flag, expected in (([], 0.0), (["--lowercase"], 100.0), (["-lc"], 100.0)):
+        result = CliRunner().invoke(cli, ["score", str(h), str(r), "--json", *flag])
+        assert result.exit_code == 0, result.output
+        assert round(json.loads(result.output)["bleu"]["score"], 6) == expected
+    h.write_text("a b c d\n")
 
     result = CliRunner().invoke(cli, ["score", str(h), str(tmp_path / "missing.txt")])
     assert result.exit_code == 2

@@ -26,6 +26,21 @@ def test_signature_states_case_and_tokenizer():
     assert s.text.startswith("BLEU = ")
 
 
+def test_lowercase_scores_equal_sacrebleu_lc_and_say_so():
+    upper = [h.upper() for h in HYPS]
+    from sacrebleu.metrics import BLEU, CHRF, TER
+
+    for metric, reference in (
+        ("bleu", BLEU(lowercase=True).corpus_score(upper, [REFS])),
+        ("chrf", CHRF(lowercase=True).corpus_score(upper, [REFS])),
+        ("ter", TER(case_sensitive=False).corpus_score(upper, [REFS])),
+    ):
+        lowered = evaluation.score(upper, REFS, metric, lowercase=True)
+        assert lowered.score == pytest.approx(reference.score)
+        assert lowered.score != pytest.approx(evaluation.score(upper, REFS, metric).score)
+    assert "case:lc" in evaluation.score(upper, REFS, "bleu", lowercase=True).signature
+
+
 def test_count_mismatch_and_unknown_metric():
     with pytest.raises(DataError, match="2 hypotheses but 3 references"):
         evaluation.score(HYPS[:2], REFS)
