@@ -13,6 +13,7 @@ A model directory DIR written by `nmt train` holds:
     train_state.json   best BLEU, evaluations without gain, history (human-readable mirror of
                        the bookkeeping state kept in the checkpoints)
     averaged/          written by `nmt average` (model weights and step only)
+    shortlist.npz      written by `nmt shortlist`: the decoding shortlist (nmt/shortlist.py)
 
 Checkpoints are written to a staging directory and their files moved into place with the
 `.index` file last; a checkpoint exists (is listed) only when its `.index` is present, so a
@@ -52,6 +53,7 @@ BEST_DIR = "best"
 LOGS_DIR = "logs"
 AVERAGED_DIR = "averaged"
 TRAIN_STATE_FILE = "train_state.json"
+SHORTLIST_FILE = "shortlist.npz"
 CHECKPOINT_PREFIX = "ckpt"
 _STAGING_PREFIX = ".staging-"
 _CHECKPOINT_RE = re.compile(rf"^{CHECKPOINT_PREFIX}-(\d+)\.index$")

@@ -152,6 +152,23 @@ _DECODE_PRECISION = click.option(
 )
 
 
+def _shortlist_options(command):
+    """--shortlist/--no-shortlist, --shortlist-top-k, --shortlist-frequent (nmt.shortlist)."""
+    for option in reversed([
+        click.option("--shortlist/--no-shortlist", default=None,
+                     help="Decode over a vocabulary shortlist: MODEL/shortlist.npz, made by "
+                     "`nmt shortlist` [default: decode.shortlist, off]."),
+        click.option("--shortlist-top-k", type=click.IntRange(min=1),
+                     help="Targets per source piece (decode.shortlist_top_k); implies "
+                     "--shortlist."),
+        click.option("--shortlist-frequent", type=click.IntRange(min=0),
+                     help="Most frequent target pieces always kept "
+                     "(decode.shortlist_frequent); implies --shortlist."),
+    ]):  # fmt: skip
+        command = option(command)
+    return command
+
+
 @cli.command("translate")
 @click.argument("input_path", metavar="FILE", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option(
@@ -194,6 +211,7 @@ _DECODE_PRECISION = click.option(
     help="Comma-separated 1-based input line numbers to plot.",
 )
 @_DECODE_PRECISION
+@_shortlist_options
 @click.option("--quiet", is_flag=True, help="No progress on stderr.")
 def translate_command(
     input_path,
@@ -211,6 +229,7 @@ def translate_command(
     plot_lines,
     precision,
     quiet,
+    **shortlist,
 ):
     """Translate FILE (- for stdin): exactly one output line per input line.
 
@@ -242,6 +261,7 @@ def translate_command(
         plot_lines=lines,
         progress=not quiet,
         precision=precision,
+        **shortlist,
     )
     if output_path != "-" and not quiet:
         click.echo(
@@ -292,6 +312,7 @@ def _metric_list(metrics: str) -> tuple[str, ...]:
 )
 @_METRICS
 @_DECODE_PRECISION
+@_shortlist_options
 @click.option("--json", "as_json", is_flag=True, help="Print scores as JSON.")
 def evaluate_command(
     model_dirs,
@@ -304,6 +325,7 @@ def evaluate_command(
     metrics,
     precision,
     as_json,
+    **shortlist,
 ):
     """Translate --src with a model (or an ensemble) and score it against --ref with sacreBLEU."""
     names = _metric_list(metrics)
@@ -320,6 +342,7 @@ def evaluate_command(
             metrics=names,
             hypothesis_path=hypothesis_path,
             precision=precision,
+            **shortlist,
         ),
         as_json,
     )
@@ -420,8 +443,17 @@ def demo_data_command(output, seed, train, dev, test):
     show_default=True,
     help="Arithmetic of the exported graph wherever it is served (auto: this machine's choice).",
 )
+@_shortlist_options
 def export_command(
-    model_dir, export_base, version, checkpoint, beam_size, length_penalty, overwrite, precision
+    model_dir,
+    export_base,
+    version,
+    checkpoint,
+    beam_size,
+    length_penalty,
+    overwrite,
+    precision,
+    **shortlist,
 ):
     """Export a SavedModel (text in, text out, beam search inside) for TF Serving."""
     from nmt.export import export_model
@@ -435,8 +467,31 @@ def export_command(
         length_penalty=length_penalty,
         overwrite=overwrite,
         precision=precision,
+        **shortlist,
     )
     click.echo(str(path))
+
+
+@cli.command("shortlist")
+@click.option("--model", "model_dir", required=True, type=click.Path(file_okay=False),
+              help="A model directory of `nmt train`; writes MODEL/shortlist.npz.")  # fmt: skip
+@click.option("--source", type=click.Path(dir_okay=False),
+              help="Source training text [default: the model's data.train_source].")  # fmt: skip
+@click.option("--target", type=click.Path(dir_okay=False),
+              help="Target training text [default: the model's data.train_target].")  # fmt: skip
+@click.option("--top-k", default=100, show_default=True, type=click.IntRange(min=1),
+              help="Targets kept per source piece (the most --shortlist-top-k).")  # fmt: skip
+@click.option("--iterations", default=5, show_default=True, type=click.IntRange(min=1),
+              help="EM iterations of IBM model 1.")  # fmt: skip
+def shortlist_command(model_dir, source, target, top_k, iterations):
+    """Learn a model's vocabulary shortlist (p(t|s) by IBM model 1) for --shortlist."""
+    from nmt.shortlist import make_shortlist
+
+    made = make_shortlist(
+        model_dir, source=source, target=target, top_k=top_k, iterations=iterations
+    )
+    click.echo(f"wrote {made.path} ({made.pairs} pairs, {made.table.top_k} targets per source "
+               f"piece, {made.seconds:.1f} s)")  # fmt: skip
 
 
 @cli.command("serve")

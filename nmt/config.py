@@ -120,6 +120,12 @@ class DecodeConfig:
     batch_tokens: int = 4096  # source tokens per translation batch
     n_best: int = 1
     max_source_length: int = 256  # pieces; longer inputs are truncated with a warning
+    # Vocabulary shortlist (nmt/shortlist.py, made by `nmt shortlist`): score only the union of
+    # the top-k targets of the batch's source pieces and the N most frequent target pieces.
+    # For translate/evaluate/export (--shortlist); validation in training never uses it.
+    shortlist: bool = False
+    shortlist_top_k: int = 10
+    shortlist_frequent: int = 100
 
 
 @dataclass
@@ -153,6 +159,7 @@ class Config:
             "decode.batch_tokens": self.decode.batch_tokens,
             "decode.n_best": self.decode.n_best,
             "decode.max_source_length": self.decode.max_source_length,
+            "decode.shortlist_top_k": self.decode.shortlist_top_k,
         }
         for key, value in positive.items():
             if value <= 0:
@@ -170,6 +177,10 @@ class Config:
         if self.train.learning_rate <= 0:
             raise ConfigError(
                 f"train.learning_rate must be positive, got {self.train.learning_rate}"
+            )
+        if self.decode.shortlist_frequent < 0:
+            raise ConfigError(
+                f"decode.shortlist_frequent must be >= 0, got {self.decode.shortlist_frequent}"
             )
         if self.decode.min_length < 0:
             raise ConfigError(f"decode.min_length must be >= 0, got {self.decode.min_length}")

@@ -35,6 +35,10 @@ class OutputProjection(keras.layers.Layer):
     Call arguments:
         inputs: float `(..., units)`.
     Returns float32 logits `(..., V)`.
+
+    A vocabulary shortlist (nmt/shortlist.py) scores only the ids `s` (K,): `subset(s)`
+    gathers W_s = W_o[:, s] and b_s = b_o[s] once per batch, and `project(h~, (W_s, b_s))`
+    gives logits_s = float32(h~ W_s) + b_s, (N, K), an (N, units) x (units, K) product.
     """
 
     def __init__(self, vocab_size: int, tied_embedding=None, **kwargs):
@@ -68,6 +72,21 @@ class OutputProjection(keras.layers.Layer):
             logits = tf.matmul(flat, embeddings, transpose_b=True)  # (N, V)
         logits = ops.cast(logits, "float32") + ops.cast(self.bias, "float32")
         return tf.reshape(logits, tf.concat([tf.shape(inputs)[:-1], [self.vocab_size]], 0))
+
+    def subset(self, ids):
+        """`(W_o[:, ids] (units, K) in the compute dtype, b_o[ids] float32 (K,))` for int `ids`."""
+        if self.tied_embedding is None:
+            kernel = tf.gather(self.kernel, ids, axis=1)  # (units, K)
+        else:
+            kernel = tf.transpose(tf.gather(self.tied_embedding.embeddings, ids))  # (units, K)
+        bias = tf.gather(self.bias, ids)  # (K,)
+        return ops.cast(kernel, self.compute_dtype), ops.cast(bias, "float32")
+
+    def project(self, inputs, subset):
+        """Logits over a shortlist: inputs float (N, units), `subset()`'s pair -> float32 (N, K)."""
+        kernel, bias = subset
+        logits = tf.matmul(ops.cast(inputs, kernel.dtype), kernel)  # (N, K)
+        return ops.cast(logits, "float32") + bias
 
     def get_config(self):
         config = super().get_config()
@@ -551,12 +570,13 @@ class Decoder(keras.layers.Layer):
 
     # === One step ===
 
-    def step(self, ids, state, memory_bundle, training=False):
+    def step(self, ids, state, memory_bundle, training=False, output=None):
         """One decoding step for tokens `ids` int `(N,)`.
 
         `state` is the nest from `initial_state()` (or a previous step), `memory_bundle` is
-        `prepare_memory(...)` (tiled like the state for beam search).
-        Returns `(logits float32 (N, V), new_state, attention weights float32 (N, S))`.
+        `prepare_memory(...)` (tiled like the state for beam search), `output` None or a
+        shortlist's `output_projection.subset(ids)` (then the logits are over its K ids).
+        Returns `(logits float32 (N, V) or (N, K), new_state, attention float32 (N, S))`.
         """
         layer_states, feed = state
         memory, memory_mask, *keys = memory_bundle
@@ -579,7 +599,10 @@ class Decoder(keras.layers.Layer):
         )
         h_tilde = self.attention_layer.attentional_hidden(context, outputs, params)  # (N, units)
         h_tilde = self._drop("output", h_tilde, training)
-        logits = self.output_projection(h_tilde)  # (N, V) float32
+        if output is None:
+            logits = self.output_projection(h_tilde)  # (N, V) float32
+        else:
+            logits = self.output_projection.project(h_tilde, output)  # (N, K) float32
         return logits, (tuple(new_states), h_tilde), weights
 
     def get_config(self):

@@ -57,14 +57,28 @@ class Ensemble:
             for model, m, mask in zip(self.models, memory, memory_mask, strict=True)
         )
 
-    def step(self, ids, state, memory_bundle, training=False):
-        """`(log-probabilities float32 (N, V), new states, mean attention float32 (N, S))`."""
+    def output_subset(self, ids):
+        """A tuple of the members' output-layer columns for a shortlist's ids (K,)."""
+        return tuple(model.output_subset(ids) for model in self.models)
+
+    def step(self, ids, state, memory_bundle, training=False, output=None):
+        """`(log-probabilities float32 (N, V), new states, mean attention float32 (N, S))`;
+        over a shortlist's K ids when `output` is `output_subset(ids)` (each member's
+        probabilities normalised over the K ids, then averaged)."""
         from nmt import search
 
-        def member(model, bundle):
-            return lambda ids, step, state: model.step(ids, state, bundle, training=training)
+        outputs = (None,) * len(self.models) if output is None else output
 
-        step_fns = [member(m, b) for m, b in zip(self.models, memory_bundle, strict=True)]
+        def member(model, bundle, out):
+            options = {} if out is None else {"output": out}
+
+            def step_fn(ids, step, state):
+                return model.step(ids, state, bundle, training=training, **options)
+
+            return step_fn
+
+        members = zip(self.models, memory_bundle, outputs, strict=True)
+        step_fns = [member(m, b, out) for m, b, out in members]
         return search.ensemble_step_fn(step_fns)(ids, None, state)
 
 

@@ -95,12 +95,17 @@ def evaluate_model(
     metrics: tuple[str, ...] = ("bleu", "chrf"),
     hypothesis_path: str | Path | None = None,
     precision: str = "float32",
+    shortlist: bool | None = None,
+    shortlist_top_k: int | None = None,
+    shortlist_frequent: int | None = None,
 ) -> list[Score]:
     """Translate `source_path` with a model and score it against `reference_path`.
 
     Several model directories or checkpoints decode as an ensemble (`ensemble.load_ensemble`);
     `precision` is the dtype policy to decode in (`nmt.precision`).
+    `shortlist*`: decode with a vocabulary shortlist (`shortlist.configure`).
     """
+    from nmt import shortlist as shortlists
     from nmt.ensemble import load_ensemble
     from nmt.translator import Translator
 
@@ -113,7 +118,8 @@ def evaluate_model(
             f"{source_path} has {len(sources)} lines but {reference_path} has {len(refs)}"
         )
     loaded = load_ensemble(model_dir, checkpoint, precision)
-    translator = Translator(loaded.model, loaded.vocab, loaded.config.decode)
+    decode, table = shortlists.prepare(loaded, shortlist, shortlist_top_k, shortlist_frequent)
+    translator = Translator(loaded.model, loaded.vocab, decode, shortlist=table)
     encoded = [translator.encode(line, n, str(source_path)) for n, line in enumerate(sources, 1)]
     hyps = [
         h[0].text

@@ -10,7 +10,8 @@
         assets.extra/             files for clients and tools, not read by the graph:
           config.yaml             the resolved config (decode.* = the exported search settings)
           VERSION                 the model directory's format version
-          export.json             nmt version, step, checkpoint, search settings, signatures
+          export.json             nmt version, step, checkpoint, search settings (the
+                                  shortlist's top_k and frequent, or null), signatures
           source.model, target.model (or joint.model)   the SentencePiece model(s)
 
 Signatures (B = batch, S = source pieces, T = target pieces):
@@ -21,6 +22,10 @@ Signatures (B = batch, S = source pieces, T = target pieces):
                       source_lengths (B,) int32
                       -> target_ids (B, T) int32 (no EOS, padded with 0),
                          target_lengths (B,) int32, score (B,) float32
+
+`nmt export --shortlist` decodes every batch over its vocabulary shortlist (nmt/shortlist.py):
+the model directory's shortlist.npz, cut to decode.shortlist_top_k / shortlist_frequent, is
+stored in the graph as constants, so the export needs no extra file.
 
 Both run the same graph as `nmt translate` (`translator.make_search_fn`) with the same input
 handling as `Translator.encode`: an input is cut to `decode.max_source_length` pieces and EOS is
@@ -112,6 +117,7 @@ def build_serving_functions(
     max_length_b: float,
     max_source_length: int,
     min_length: int = 0,
+    shortlist=None,
 ) -> dict[str, Any]:
     """The two signature functions (plain Python, to be traced) and their tokenizers.
 
@@ -130,6 +136,7 @@ def build_serving_functions(
         max_length_b=max_length_b,
         min_length=min_length,
         return_attention=False,
+        shortlist=shortlist,
     )
     source_tokenizer = _sentencepiece_tokenizer(source_proto)
     if target_proto == source_proto:
@@ -240,7 +247,7 @@ def write_saved_model(
 # === Export ===
 
 
-def _write_extras(extra: Path, model_dir: Path | None, loaded, decode) -> None:
+def _write_extras(extra: Path, model_dir: Path | None, loaded, decode, shortlist) -> None:
     from nmt.config import save_config
 
     extra.mkdir(parents=True, exist_ok=True)
@@ -265,6 +272,7 @@ def _write_extras(extra: Path, model_dir: Path | None, loaded, decode) -> None:
         "max_length_b": decode.max_length_b,
         "min_length": decode.min_length,
         "max_source_length": decode.max_source_length,
+        "shortlist": None if shortlist is None else shortlist.describe(),
         "precision": getattr(getattr(loaded.model, "dtype_policy", None), "name", "float32"),
         "sentencepiece": {
             "source": spm_names[0],
@@ -318,12 +326,16 @@ def export_model(
     beam_size: int | None = None,
     length_penalty: float | None = None,
     overwrite: bool = False,
+    shortlist: bool | None = None,
+    shortlist_top_k: int | None = None,
+    shortlist_frequent: int | None = None,
     precision: str = "float32",
 ) -> Path:
     """Export a trained model as EXPORT_BASE/N (N = `version` or the next free integer).
 
     `precision` is the dtype policy the exported graph computes in wherever it is served
     (`nmt.precision`; "auto" resolves on the exporting machine), recorded in export.json.
+    `shortlist*`: decode with the model directory's vocabulary shortlist (`shortlist.configure`).
 
     Raises NmtError when EXPORT_BASE/N exists (unless `overwrite`), when EXPORT_BASE is not a
     directory, or when the model cannot be loaded (CheckpointError from load_model).
@@ -339,17 +351,20 @@ def export_model(
         raise NmtError(f"--length-penalty must be >= 0, got {length_penalty}")
     number, target = _version_dir(base, version, overwrite)
 
+    from nmt import shortlist as shortlists
     from nmt.checkpoints import load_model
 
     loaded = load_model(model_dir, checkpoint, precision)
+    decode, table = shortlists.prepare(loaded, shortlist, shortlist_top_k, shortlist_frequent)
     return export_loaded(
-        loaded,
+        dataclasses.replace(loaded, config=dataclasses.replace(loaded.config, decode=decode)),
         base,
         version=number,
         beam_size=beam_size,
         length_penalty=length_penalty,
         overwrite=overwrite,
         model_dir=model_dir,
+        shortlist=table,
     )
 
 
@@ -362,9 +377,11 @@ def export_loaded(
     length_penalty: float | None = None,
     overwrite: bool = False,
     model_dir: str | Path | None = None,
+    shortlist=None,
 ) -> Path:
     """Export an already loaded model (`checkpoints.LoadedModel`: config, vocab, model, step,
-    checkpoint_path) as EXPORT_BASE/N; see `export_model`."""
+    checkpoint_path) as EXPORT_BASE/N, decoding over `shortlist` (a `shortlist.Shortlist`)
+    when given; see `export_model`."""
     base = Path(export_base)
     number, target = _version_dir(base, version, overwrite)
     decode = dataclasses.replace(loaded.config.decode)
@@ -372,6 +389,12 @@ def export_loaded(
     if length_penalty is not None:
         decode.length_penalty = float(length_penalty)
     decode.n_best = 1
+    decode.shortlist = shortlist is not None
+    if shortlist is not None and decode.beam_size > shortlist.min_size:
+        raise NmtError(
+            f"beam size {decode.beam_size} exceeds the {shortlist.min_size} ids a shortlist is "
+            "sure to hold; raise --shortlist-frequent"
+        )
     target_size = getattr(loaded.vocab, "target_size", None)
     if target_size is not None and decode.beam_size > target_size:
         raise NmtError(
@@ -396,9 +419,10 @@ def export_loaded(
                 max_length_b=decode.max_length_b,
                 max_source_length=decode.max_source_length,
                 min_length=decode.min_length,
+                shortlist=shortlist,
             )
             write_saved_model(loaded.model, staged, functions)
-            _write_extras(staged / EXTRA_DIR, model_dir, loaded, decode)
+            _write_extras(staged / EXTRA_DIR, model_dir, loaded, decode, shortlist)
         except NmtError:
             raise
         except Exception as e:

@@ -255,9 +255,14 @@ class Seq2Seq(keras.Model):
         """Memory, mask and precomputed attention keys: a tuple of tensors with leading dim B."""
         return self.decoder.prepare_memory(memory, memory_mask)
 
-    def step(self, ids, state, memory_bundle, training=False):
-        """`(logits float32 (N, V), new_state, attention float32 (N, S))` for tokens `ids (N,)`."""
-        return self.decoder.step(ids, state, memory_bundle, training=training)
+    def step(self, ids, state, memory_bundle, training=False, output=None):
+        """`(logits float32 (N, V), new_state, attention float32 (N, S))` for tokens `ids (N,)`;
+        logits (N, K) over a shortlist when `output` is `output_subset(shortlist ids)`."""
+        return self.decoder.step(ids, state, memory_bundle, training=training, output=output)
+
+    def output_subset(self, ids):
+        """The output layer's columns for vocabulary ids (K,): see `OutputProjection.subset`."""
+        return self.decoder.output_projection.subset(ids)
 
     def get_config(self):
         config = super().get_config()

@@ -15,6 +15,12 @@ with N = batch for greedy search and N = batch * beam_size for beam search. Tens
 depend on the hypothesis (encoder memory, source mask) are captured by the closure; for beam
 search the caller tiles them with `tile_beams` (row b becomes rows b*K .. b*K+K-1).
 
+Vocabulary shortlists (nmt/shortlist.py): with `vocab_ids` int32 (K,) the step function's
+logits have K columns, column j scoring vocabulary id vocab_ids[j] (the ids sorted, EOS among
+them). The searches then rank, block and pick columns, and map each picked column back,
+token = vocab_ids[column], for the ids they feed to step_fn and the ids they return; the
+softmax is over the K columns. Without `vocab_ids` (None) column j is id j (K = V).
+
 Both searches run as a single `tf.while_loop` and work eagerly or traced by `tf.function` with
 unknown batch size, source length and maximum length. Ensembles need nothing more:
 `ensemble_step_fn` makes one step function of several members' (probabilities averaged).
@@ -25,8 +31,9 @@ Conventions shared by both searches:
   EOS that ends it: log_probs = sum_{i=1..L+1} log p(y_i | y_<i), y_{L+1} = EOS.
 * Maximum length (forced EOS): row b may hold at most max_lengths[b] tokens. At step
   t == max_lengths[b] every live hypothesis of row b can only take EOS, scored with the model's
-  own log p(EOS) (log_softmax over the full vocabulary). So every returned hypothesis ended on a
-  scored EOS, and a row that never chose EOS returns its best hypotheses cut at max_lengths[b].
+  own log p(EOS) (log_softmax over all of step_fn's columns). So every returned hypothesis
+  ended on a scored EOS, and a row that never chose EOS returns its best hypotheses cut at
+  max_lengths[b].
 * Minimum length: while step < min_length (and before the row's forced EOS) EOS gets
   log-probability -inf, so no hypothesis ends before min_length tokens; the other tokens keep
   the model's own log-probabilities (no renormalisation). Forced EOS wins when
@@ -215,13 +222,37 @@ def block_eos(
     """Set log p(EOS) to -inf for rows that may not end yet: float (N, V) -> (N, V).
 
     `max_lengths` is int (N,); a row is blocked while step < min_length and step < its
-    max_lengths (its forced EOS is never blocked). A Python 0 adds no ops.
+    max_lengths (its forced EOS is never blocked). A Python 0 adds no ops. `eos_id` is the
+    column of EOS (an int or an int32 scalar tensor: its shortlist column, see `_columns`).
     """
     if isinstance(min_length, numbers.Integral) and min_length <= 0:
         return log_probs
     blocked = (step < tf.cast(min_length, tf.int32)) & (step < max_lengths)  # (N,)
     is_eos = tf.equal(tf.range(tf.shape(log_probs)[1]), eos_id)  # (V,)
     return tf.where(blocked[:, None] & is_eos[None, :], _NEG_INF, log_probs)  # (N, V)
+
+
+def _columns(vocab_ids: Any, eos_id: int) -> tuple[Any, Any]:
+    """(vocab_ids int32 (K,) or None, the column of EOS): the identity map gives (None, eos_id).
+
+    With a shortlist, EOS must be one of its ids (an assertion in the graph), so that a
+    hypothesis can always end and min-length blocking has a column to block.
+    """
+    if vocab_ids is None:
+        return None, eos_id
+    vocab_ids = tf.ensure_shape(tf.cast(vocab_ids, tf.int32), [None])  # (K,)
+    is_eos = tf.equal(vocab_ids, eos_id)  # (K,)
+    check = tf.debugging.assert_equal(
+        tf.reduce_any(is_eos), True, message="the shortlist (vocab_ids) must hold eos_id"
+    )
+    with tf.control_dependencies([check]):
+        column = tf.argmax(tf.cast(is_eos, tf.int32), output_type=tf.int32)  # ()
+    return vocab_ids, column
+
+
+def _to_vocab(columns: tf.Tensor, vocab_ids: Any) -> tf.Tensor:
+    """Vocabulary ids of picked columns: vocab_ids[columns], or the columns themselves."""
+    return columns if vocab_ids is None else tf.gather(vocab_ids, columns)
 
 
 def _max_lengths(max_lengths: Any, batch: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -255,6 +286,7 @@ def greedy_search(
     max_lengths: Any,
     min_length: Any = 0,
     return_attention: bool = False,
+    vocab_ids: Any = None,
 ) -> SearchResult:
     """Pick the most probable token at every step (argmax of the log-probabilities).
 
@@ -262,7 +294,9 @@ def greedy_search(
     of step max_lengths[b], see the module docstring); finished rows keep feeding EOS to
     step_fn, add 0 to their score and no tokens. The loop ends when every row has finished.
     Returns a SearchResult with n = 1 and scores == log_probs (no length penalty).
+    `vocab_ids`: see "Vocabulary shortlists" in the module docstring.
     """
+    vocab_ids, eos_column = _columns(vocab_ids, eos_id)
     batch = tf.cast(batch_size, tf.int32)
     max_lengths, longest = _max_lengths(max_lengths, batch)
     positions = tf.range(longest)  # (T,)
@@ -287,13 +321,14 @@ def greedy_search(
         log_probs, state, attention = _checked_step(
             step_fn, v["ids"], step, v["state"], return_attention
         )  # (B, V)
-        log_probs = block_eos(log_probs, step, min_length, max_lengths, eos_id)  # (B, V)
+        log_probs = block_eos(log_probs, step, min_length, max_lengths, eos_column)  # (B, V)
         finished = v["finished"]
         forced = step >= max_lengths  # (B,)
-        word = tf.argmax(log_probs, axis=-1, output_type=tf.int32)  # (B,)
-        word = tf.where(finished | forced, tf.constant(eos_id, tf.int32), word)  # (B,)
-        word_log_prob = tf.gather(log_probs, word[:, None], batch_dims=1)[:, 0]  # (B,)
-        now_finished = finished | tf.equal(word, eos_id)  # (B,)
+        column = tf.argmax(log_probs, axis=-1, output_type=tf.int32)  # (B,)
+        column = tf.where(finished | forced, tf.cast(eos_column, tf.int32), column)  # (B,)
+        word_log_prob = tf.gather(log_probs, column[:, None], batch_dims=1)[:, 0]  # (B,)
+        now_finished = finished | tf.equal(column, eos_column)  # (B,)
+        word = _to_vocab(column, vocab_ids)  # (B,) vocabulary ids
         writes = tf.equal(positions, step)[None, :] & tf.logical_not(now_finished)[:, None]
         out = {
             "step": step + 1,
@@ -341,6 +376,7 @@ def beam_search(
     n_best: int = 1,
     min_length: Any = 0,
     return_attention: bool = False,
+    vocab_ids: Any = None,
 ) -> SearchResult:
     """Beam search with frozen finished beams and a per-row set of finished hypotheses.
 
@@ -369,19 +405,21 @@ def beam_search(
     the only (B*K, V) tensor is the log_softmax. Memory: O(B*K*V) for it plus O(B*K*T) for the
     token (and beam-path) histories; with return_attention the per-step attention (B*K, S) is
     recorded and gathered once at the end along each hypothesis' beam path (O(steps*B*K*S));
-    without it no attention work is done.
+    without it no attention work is done. With `vocab_ids` (K,) (a shortlist, see the module
+    docstring) V is K: every (B*K, V) tensor above is (B*K, K) and needs K >= beam_size.
     """
     if not isinstance(beam_size, numbers.Integral) or beam_size < 1:
         raise ValueError(f"beam_size must be a positive integer, got {beam_size!r}")
     if not isinstance(n_best, numbers.Integral) or not 1 <= n_best <= beam_size:
         raise ValueError(f"n_best must be an integer in 1..beam_size={beam_size}, got {n_best!r}")
     k, n_best = int(beam_size), int(n_best)
+    vocab_ids, eos_column = _columns(vocab_ids, eos_id)
     alpha = float(length_penalty)
     batch = tf.cast(batch_size, tf.int32)
     max_lengths, longest = _max_lengths(max_lengths, batch)
     slot_max_lengths = tf.repeat(max_lengths, k)  # (B*K,)
     positions = tf.range(longest)  # (T,)
-    eos = tf.constant(eos_id, tf.int32)
+    eos = tf.cast(eos_column, tf.int32)  # EOS's column of the log-probabilities
     neg_inf = tf.constant(_NEG_INF, tf.float32)
 
     first_live = tf.where(tf.range(k) == 0, 0.0, _NEG_INF)  # (K,)
@@ -411,7 +449,7 @@ def beam_search(
         log_probs, state, attention = _checked_step(
             step_fn, v["ids"], step, v["state"], return_attention
         )  # (B*K, V)
-        log_probs = block_eos(log_probs, step, min_length, slot_max_lengths, eos_id)  # (B*K, V)
+        log_probs = block_eos(log_probs, step, min_length, slot_max_lengths, eos)  # (B*K, V)
         raw, finished, lengths = v["raw"], v["finished"], v["lengths"]  # (B, K)
 
         # A row's K best candidates hold at most K words of any one slot, and within a slot the
@@ -420,7 +458,7 @@ def beam_search(
         slot_log_probs, slot_words = tf.math.top_k(log_probs, k=k)  # (B*K, K)
         slot_log_probs = tf.reshape(slot_log_probs, [batch, k, k])  # (B, K, K)
         slot_words = tf.reshape(slot_words, [batch, k, k])  # (B, K, K)
-        eos_log_prob = tf.reshape(log_probs[:, eos_id], [batch, k])  # (B, K)
+        eos_log_prob = tf.reshape(tf.gather(log_probs, eos, axis=1), [batch, k])  # (B, K)
 
         # Finished and forced slots offer one candidate, their EOS, in column 0.
         alive_norm = _gnmt_penalty(step + 1, alpha)  # ()
@@ -440,7 +478,7 @@ def beam_search(
         candidate_log_probs = tf.where(eos_only, eos_log_prob[:, :, None], slot_log_probs)
         scores, parent, rank = top_k_over_beams(candidates, k)  # (B, K) each
         picked = tf.stack([parent, rank], axis=-1)  # (B, K, 2)
-        word = tf.gather_nd(candidate_words, picked, batch_dims=1)  # (B, K)
+        word = tf.gather_nd(candidate_words, picked, batch_dims=1)  # (B, K) columns
         word_log_prob = tf.gather_nd(candidate_log_probs, picked, batch_dims=1)  # (B, K)
 
         # New slots.
@@ -457,6 +495,7 @@ def beam_search(
         )  # (B, K)
         at_step = tf.equal(positions, step)[None, None, :]  # (1, 1, T)
         writes = at_step & tf.logical_not(new_finished)[:, :, None]  # (B, K, T)
+        word = _to_vocab(word, vocab_ids)  # (B, K) vocabulary ids
         tokens = tf.where(writes, word[:, :, None], gather_beams(v["tokens"], parent))
 
         # Finished set: previous best n plus the slots that took EOS at this step.

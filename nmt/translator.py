@@ -49,6 +49,7 @@ def make_search_fn(
     max_length_b: float,
     min_length: int = 0,
     return_attention: bool = False,
+    shortlist=None,
 ) -> Callable:
     """Build `fn(source_ids (B, S) int32, source_lengths (B,) int32, length_penalty: float)`
     -> search.SearchResult, graph-safe for `tf.function` with unknown shapes.
@@ -56,7 +57,9 @@ def make_search_fn(
     `length_penalty` is a Python number, fixed when the function is traced (beam_search
     takes it as a constant); the function needs no AutoGraph conversion. Outputs hold at
     most floor(max_length_a + max_length_b * source length) pieces (at least 1) and, up to
-    that limit, at least `min_length`.
+    that limit, at least `min_length`. With a `shortlist.Shortlist`, each batch decodes over
+    its ids s (K,): the output layer's columns are gathered once (`model.output_subset`),
+    before the search loop, and the search maps the picked columns back through s.
     """
     import tensorflow as tf
 
@@ -69,10 +72,14 @@ def make_search_fn(
         lengths = tf.cast(source_lengths, tf.float32)
         max_lengths = tf.cast(tf.floor(max_length_a + max_length_b * lengths), tf.int32)  # (B,)
         max_lengths = tf.maximum(max_lengths, 1)
+        vocab_ids, options = None, {}
+        if shortlist is not None:
+            vocab_ids = shortlist.ids(source_ids)  # (K,)
+            options = {"output": model.output_subset(vocab_ids)}
         if beam_size == 1:
 
             def step_fn(ids, step, state):
-                return model.step(ids, state, bundle, training=False)
+                return model.step(ids, state, bundle, training=False, **options)
 
             return search.greedy_search(
                 step_fn,
@@ -83,11 +90,12 @@ def make_search_fn(
                 max_lengths=max_lengths,
                 min_length=min_length,
                 return_attention=return_attention,
+                vocab_ids=vocab_ids,
             )
         tiled = search.tile_beams(bundle, beam_size)
 
         def beam_step_fn(ids, step, state):
-            return model.step(ids, state, tiled, training=False)
+            return model.step(ids, state, tiled, training=False, **options)
 
         return search.beam_search(
             beam_step_fn,
@@ -101,6 +109,7 @@ def make_search_fn(
             n_best=n_best,
             min_length=min_length,
             return_attention=return_attention,
+            vocab_ids=vocab_ids,
         )
 
     return fn
@@ -116,6 +125,7 @@ class Translator:
     Batches are made of inputs sorted by length (at most `batch_tokens` source tokens including
     padding) and results come back in input order. An empty or blank input gives an empty
     output; an input longer than `max_source_length` pieces is truncated with a warning.
+    With a `shortlist.Shortlist` every batch decodes over its shortlist (see make_search_fn).
     """
 
     def __init__(
@@ -125,8 +135,10 @@ class Translator:
         decode_config: DecodeConfig | None = None,
         *,
         warn: Callable[[str], None] | None = None,
+        shortlist=None,
     ):
         self.model = model
+        self.shortlist = shortlist
         self.vocab = vocab
         self.decode_config = decode_config or DecodeConfig()
         self._source_sp = vocab.processor("source")
@@ -156,6 +168,7 @@ class Translator:
                 max_length_b=self.decode_config.max_length_b,
                 min_length=self.decode_config.min_length,
                 return_attention=return_attention,
+                shortlist=self.shortlist,
             )
 
             def fn(source_ids, source_lengths):
@@ -226,6 +239,11 @@ class Translator:
         if beam_size > self.vocab.target_size:
             raise DataError(
                 f"beam size {beam_size} exceeds the target vocabulary size {self.vocab.target_size}"
+            )
+        if self.shortlist is not None and beam_size > self.shortlist.min_size:
+            raise DataError(
+                f"beam size {beam_size} exceeds the {self.shortlist.min_size} ids a shortlist "
+                "is sure to hold; raise --shortlist-frequent"
             )
         if length_penalty is None:
             length_penalty = self.decode_config.length_penalty
@@ -360,6 +378,9 @@ def translate_file(
     plot_lines: Iterable[int] = (),
     chunk_lines: int = 5000,
     progress: bool = True,
+    shortlist: bool | None = None,
+    shortlist_top_k: int | None = None,
+    shortlist_frequent: int | None = None,
     precision: str = "float32",
 ) -> TranslateReport:
     """Translate a file (or stdin) line by line into a file (or stdout), in input order.
@@ -372,7 +393,9 @@ def translate_file(
     Output is UTF-8 whatever the locale. Warnings (truncated lines, lines that cannot be
     plotted) go to stderr. Several model directories or checkpoints decode as an ensemble
     (`ensemble.load_ensemble`); `precision` is the dtype policy to decode in (`nmt.precision`).
+    `shortlist*`: see `shortlist.configure` (None: the config's).
     """
+    from nmt import shortlist as shortlists
     from nmt.ensemble import load_ensemble
 
     start = time.perf_counter()
@@ -380,7 +403,7 @@ def translate_file(
     with fileio.LineSource(input_path) as source:
         total = sum(1 for _ in source)
         loaded = load_ensemble(model_dir, checkpoint, precision)
-        decode = loaded.config.decode
+        decode, table = shortlists.prepare(loaded, shortlist, shortlist_top_k, shortlist_frequent)
         if batch_tokens:
             decode.batch_tokens = batch_tokens
         if min_length is not None:
@@ -391,7 +414,9 @@ def translate_file(
         if n_best > beam_size:
             raise DataError(f"--n-best {n_best} cannot exceed the beam size {beam_size}")
         shown = _Progress(progress, total)
-        translator = Translator(loaded.model, loaded.vocab, decode, warn=shown.warn)
+        translator = Translator(
+            loaded.model, loaded.vocab, decode, warn=shown.warn, shortlist=table
+        )
         options = {"beam_size": beam_size, "length_penalty": length_penalty, "n_best": n_best,
                    "with_scores": with_scores, "alignments": alignments}  # fmt: skip
         plots = (set(plot_lines), Path(plot_dir)) if plot_dir else (set(), None)

@@ -321,6 +321,27 @@ CASES = [
     ("average-output-file", [*AVERAGE, "--output", "{W}/afile"], "'{W}/afile' is a file"),
     ("average-truncated", ["average", "--model", "{D}/truncated", "--last", "1", "--output",
                            "{W}/avg"], CORRUPT),
+    # --- shortlist ({M} has none, and its config names no training data)
+    ("shortlist-no-model", ["shortlist"], "Missing option '--model'"),
+    ("shortlist-not-model", ["shortlist", "--model", "{W}/adir"],
+     "{W}/adir: not a model directory"),
+    ("shortlist-no-data", ["shortlist", "--model", "{M}"],
+     "{M}: its config names no training data; give --source and --target"),
+    ("shortlist-half-data", ["shortlist", "--model", "{M}", "--source", "{W}/in.txt"],
+     "give --source and --target together"),
+    ("shortlist-data-missing", ["shortlist", "--model", "{M}", "--source", "{W}/nope",
+                                "--target", "{W}/in.txt"], "{W}/nope: file not found"),
+    ("shortlist-top-k-0", ["shortlist", "--model", "{M}", "--top-k", "0"],
+     "'--top-k': 0 is not in the range"),
+    ("translate-shortlist-missing", [*TRANSLATE, "--shortlist"],
+     "{M}: no shortlist (shortlist.npz) for --shortlist; make one with "
+     "`nmt shortlist --model {M}`"),
+    ("translate-shortlist-top-k-0", [*TRANSLATE, "--shortlist-top-k", "0"],
+     "'--shortlist-top-k': 0 is not in the range"),
+    ("evaluate-shortlist-missing", [*EVALUATE, "--shortlist-frequent", "5"],
+     "{M}: no shortlist (shortlist.npz)"),
+    ("export-shortlist-missing", ["export", "--model", "{M}", "--output", "{E}", "--shortlist"],
+     "{M}: no shortlist (shortlist.npz)"),
 ]  # fmt: skip
 
 

@@ -32,7 +32,8 @@ def softmax(x):
     return np.exp(log_softmax(x))
 
 
-def beam(step_fn, state, batch, k, max_lengths, alpha=0.0, n_best=1, attention=False, min_length=0):
+def beam(step_fn, state, batch, k, max_lengths, alpha=0.0, n_best=1, attention=False, min_length=0,
+         vocab_ids=None):  # fmt: skip
     result = search.beam_search(
         step_fn,
         state,
@@ -45,11 +46,12 @@ def beam(step_fn, state, batch, k, max_lengths, alpha=0.0, n_best=1, attention=F
         n_best=n_best,
         min_length=min_length,
         return_attention=attention,
+        vocab_ids=vocab_ids,
     )
     return {f: (None if x is None else x.numpy()) for f, x in result._asdict().items()}
 
 
-def greedy(step_fn, state, batch, max_lengths, attention=False, min_length=0):
+def greedy(step_fn, state, batch, max_lengths, attention=False, min_length=0, vocab_ids=None):
     result = search.greedy_search(
         step_fn,
         state,
@@ -59,6 +61,7 @@ def greedy(step_fn, state, batch, max_lengths, attention=False, min_length=0):
         max_lengths=tf.constant(max_lengths, tf.int32),
         min_length=min_length,
         return_attention=attention,
+        vocab_ids=vocab_ids,
     )
     return {f: (None if x is None else x.numpy()) for f, x in result._asdict().items()}
 
@@ -758,3 +761,122 @@ def test_no_attention_work_when_not_requested():
     eager = beam(model.tf_step, model.tf_state(2), 2, 3, [5, 7], n_best=2)
     np.testing.assert_array_equal(ids.numpy(), eager["ids"])
     np.testing.assert_allclose(scores.numpy(), eager["scores"], rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------- shortlists
+
+
+class Shortlisted:
+    """A model scoring only the sorted ids `keep`: its tf_step returns their K columns (as a
+    shortlist's step function does); np_step is what the numpy reference search sees, the
+    full vocabulary with log p = -inf outside `keep` (normalised over `keep`)."""
+
+    def __init__(self, model, vocab, keep):
+        self.model = model
+        self.keep = np.array(sorted(keep), np.int32)
+        self.mask = np.full(vocab, -np.inf)
+        self.mask[self.keep] = 0.0
+
+    def tf_state(self, batch):
+        return self.model.tf_state(batch)
+
+    def tf_step(self, ids, step, state):
+        logits, state, attention = self.model.tf_step(ids, step, state)
+        return tf.gather(logits, self.keep, axis=1), state, attention
+
+    def np_start(self, row):
+        return self.model.np_start(row)
+
+    def np_step(self, prev, t, state):
+        log_probs, state, attention = self.model.np_step(prev, t, state)
+        return log_softmax(log_probs + self.mask), state, attention
+
+
+@pytest.mark.parametrize("min_length", [0, 3])
+@pytest.mark.parametrize("kind", [TableModel, RnnModel])
+def test_shortlisted_beam_search_agrees_with_numpy_reference(kind, min_length):
+    # The search ranks the K columns and maps them back: the same hypotheses, scores and
+    # attention as a full-vocabulary search of the model with -inf outside the shortlist.
+    # RnnModel embeds the previous id, so feeding columns instead of ids would show.
+    batch = 4
+    base = kind(2, batch=batch)
+    vocab = base.table.shape[-1] if kind is TableModel else base.O.shape[1]
+    rng = np.random.default_rng(3)
+    for k in range(1, 5):
+        keep = {0, 1, 2, EOS_ID, *rng.choice(np.arange(4, vocab), size=3, replace=False)}
+        model = Shortlisted(base, vocab, keep)
+        max_lengths = rng.integers(0, 8, size=batch).tolist()
+        n_best = int(rng.integers(1, k + 1))
+        r = beam(model.tf_step, model.tf_state(batch), batch, k, max_lengths, 0.6, n_best,
+                 True, min_length=min_length, vocab_ids=tf.constant(model.keep))  # fmt: skip
+        want, _ = reference_beam_search(model, batch, k, max_lengths, 0.6, n_best, vocab,
+                                        min_length)  # fmt: skip
+        for row, i in itertools.product(range(batch), range(n_best)):
+            score, raw, tokens, attention = want[row][i]
+            assert hyp(r, row, i) == tokens, (k, row, i)
+            assert set(tokens) <= keep
+            np.testing.assert_allclose((r["scores"][row, i], r["log_probs"][row, i]),
+                                       (score, raw), rtol=1e-4)  # fmt: skip
+            if tokens:
+                np.testing.assert_allclose(r["attention"][row, i, : len(tokens)],
+                                           np.stack(attention), atol=1e-5)  # fmt: skip
+        g = greedy(model.tf_step, model.tf_state(batch), batch, max_lengths, attention=True,
+                   min_length=min_length, vocab_ids=model.keep)  # fmt: skip
+        b = beam(model.tf_step, model.tf_state(batch), batch, 1, max_lengths, attention=True,
+                 min_length=min_length, vocab_ids=model.keep)  # fmt: skip
+        np.testing.assert_array_equal(g["ids"], b["ids"])
+        np.testing.assert_allclose(g["log_probs"], b["log_probs"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("use_beam", [False, True])
+def test_a_shortlist_of_every_id_changes_nothing(use_beam):
+    model = RnnModel(4, batch=3)
+    every = tf.range(model.O.shape[1])
+
+    def run(**options):
+        state, lengths = model.tf_state(3), [4, 9, 12]
+        if use_beam:
+            return beam(model.tf_step, state, 3, 4, lengths, 0.6, 3, True, 2, **options)
+        return greedy(model.tf_step, state, 3, lengths, True, 2, **options)
+
+    full, listed = run(), run(vocab_ids=every)
+    for name in ("ids", "lengths", "scores", "log_probs", "attention"):
+        np.testing.assert_array_equal(listed[name], full[name], err_msg=name)
+
+
+def columns(step_fn, keep):
+    """step_fn with its logits cut to the columns `keep` (a shortlist's step function)."""
+
+    def step(ids, t, state):
+        logits, state, attention = step_fn(ids, t, state)
+        return tf.gather(logits, keep, axis=1), state, attention
+
+    return step
+
+
+def test_the_best_token_outside_the_shortlist_is_never_produced():
+    # Greedy takes A (0.5) then C; without A in the shortlist it must go B, C, and score
+    # them with probabilities normalised over the shortlist.
+    s = BEAM_BEATS_GREEDY
+    keep = [0, 1, 2, EOS_ID, B, C, D]
+    assert hyp(greedy(s.step, s.state(1), 1, [10]), 0, 0) == (A, C)
+    g = greedy(columns(s.step, keep), s.state(1), 1, [10], vocab_ids=keep)
+    assert hyp(g, 0, 0) == (B, C)
+
+    def listed_logp(prefix, word):
+        return s.logp(prefix, word) - np.log(sum(np.exp(s.logp(prefix, w)) for w in keep))
+
+    want = listed_logp((), B) + listed_logp((B,), C) + listed_logp((B, C), EOS_ID)
+    np.testing.assert_allclose(g["log_probs"][0, 0], want, rtol=1e-5)
+    b = beam(columns(s.step, keep), s.state(1), 1, 3, [10], n_best=3, vocab_ids=keep)
+    assert hyp(b, 0, 0) == (B, C)
+    assert all(set(hyp(b, 0, i)) <= set(keep) for i in range(3))
+
+
+def test_a_shortlist_without_eos_is_refused():
+    s = BEAM_BEATS_GREEDY
+    keep = [0, 1, 2, A, B, C]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="eos_id"):
+        greedy(columns(s.step, keep), s.state(1), 1, [10], vocab_ids=keep)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="eos_id"):
+        beam(columns(s.step, keep), s.state(1), 1, 2, [10], vocab_ids=keep)
