@@ -189,14 +189,14 @@ class _QuietImport:
 
 
 def silence_tensorflow() -> Callable[[], None]:
-    """Quiet TensorFlow for the rest of this process; returns a function that undoes it.
+    """Quiet TensorFlow for the rest of this process; returns a function that undoes what it
+    can: the import hook and `TF_CPP_MIN_LOG_LEVEL` (once TensorFlow is imported its C++ log
+    level is fixed). The warnings filter stays: the `nmt` process ends with the command, and
+    pytest restores the filters after each test.
 
-    Call it before TensorFlow is imported (the `nmt` command does, unless --verbose or
-    --debug). Once TensorFlow is imported its C++ log level cannot change; the rest can.
+    Call it before TensorFlow is imported: the `nmt` command does, unless --verbose or --debug.
     """
     saved_level = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
-    saved_warnings = warnings.catch_warnings()
-    saved_warnings.__enter__()
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     warnings.filterwarnings("ignore", module=NOISY_MODULES + r"(\.|$)")
     finder = _QuietImport()
@@ -208,7 +208,6 @@ def silence_tensorflow() -> Callable[[], None]:
     def undo() -> None:
         with contextlib.suppress(ValueError):
             sys.meta_path.remove(finder)
-        saved_warnings.__exit__(None, None, None)
         if saved_level is None:
             os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
         else:
