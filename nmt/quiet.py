@@ -81,8 +81,10 @@ def _forward(source: BinaryIO, sink: BinaryIO) -> None:
             sink.flush()
 
 
+# Ctrl-C reaches the whole process group: the filter ignores it and ends when nmt closes the pipe.
 _FILTER_PROGRAM = (
-    "import sys; sys.path.insert(0, {root!r}); from nmt.quiet import _forward; "
+    "import signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "sys.path.insert(0, {root!r}); from nmt.quiet import _forward; "
     "_forward(sys.stdin.buffer, sys.stdout.buffer)"
 )
 
