@@ -13,7 +13,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from nmt.quiet import NoiseFilter, _forward, silence_tensorflow
+from nmt.quiet import NoiseFilter, _forward, _warn_unusable_gpu, silence_tensorflow
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -117,3 +117,28 @@ def test_a_crash_at_import_still_shows_its_last_words(tmp_path):
         "F0000 00:00:1.5 7 fake.cc:1] Check failed: boom",
         "python line",
     ]
+
+
+class FakeTF:
+    def __init__(self, gpus):
+        self.config = self
+        self.gpus = gpus
+
+    def list_physical_devices(self, kind):
+        assert kind == "GPU"
+        return self.gpus
+
+
+def test_a_gpu_tensorflow_cannot_use_is_said_in_nmts_words(monkeypatch, capsys):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(os.path, "exists", lambda path: path == "/dev/nvidia0")
+    _warn_unusable_gpu(FakeTF(gpus=["GPU:0"]))
+    assert capsys.readouterr().err == ""
+    _warn_unusable_gpu(FakeTF(gpus=[]))
+    assert capsys.readouterr().err.startswith("nmt: warning: this machine has an NVIDIA GPU but")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")  # hidden on purpose: nothing to say
+    _warn_unusable_gpu(FakeTF(gpus=[]))
+    monkeypatch.setattr(os.path, "exists", lambda path: False)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    _warn_unusable_gpu(FakeTF(gpus=[]))
+    assert capsys.readouterr().err == ""
