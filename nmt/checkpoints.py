@@ -487,10 +487,9 @@ def load_model(
     or a path (see `resolve_checkpoint`). `precision`: the dtype policy to compute in
     (`nmt.precision`; weights stay float32 whatever it is). Raises CheckpointError naming
     the path for a missing directory, a directory that is not a model directory, an
-    incompatible version, or a missing, corrupt or mismatched checkpoint.
+    incompatible version, or a missing, corrupt or mismatched checkpoint. Everything but the
+    weights is checked before TensorFlow is imported, so such errors come at once.
     """
-    import tensorflow as tf
-
     model_dir = Path(model_dir)
     config = read_config(model_dir)
     check_version(model_dir)
@@ -499,6 +498,8 @@ def load_model(
         vocab = load_vocab(model_dir)
     except NmtError as e:
         raise CheckpointError(str(e)) from None
+    import tensorflow as tf
+
     from nmt.precision import resolve_precision
 
     model = build_model(config, vocab, dtype=resolve_precision(precision))
@@ -596,8 +597,6 @@ def _average_output(model_dir: Path, output: Path) -> Path:
 
 
 def _average_into(model_dir, last_n, given, output, log) -> Path:
-    import tensorflow as tf
-
     config = read_config(model_dir)
     check_version(model_dir)
     prefixes = list_checkpoints(model_dir / CHECKPOINTS_DIR)
@@ -611,6 +610,8 @@ def _average_into(model_dir, last_n, given, output, log) -> Path:
         vocab = load_vocab(model_dir)
     except NmtError as e:
         raise CheckpointError(str(e)) from None
+    import tensorflow as tf  # once all that can be checked without it is
+
     model = build_model(config, vocab)
     weights = []
     for prefix in chosen:

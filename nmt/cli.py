@@ -96,10 +96,22 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="nmt")
-@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
-def cli(debug: bool) -> None:
+@click.option(
+    "--verbose",
+    is_flag=True,
+    help="Show TensorFlow's own log lines and warnings (hidden by default).",
+)
+@click.option(
+    "--debug", is_flag=True, help="Show full tracebacks on errors (and all that --verbose shows)."
+)
+def cli(verbose: bool, debug: bool) -> None:
     """Train, evaluate, translate with and export LSTM translation models."""
-    _stop_on_sigterm(click.get_current_context())
+    ctx = click.get_current_context()
+    if not (verbose or debug):
+        from nmt.quiet import silence_tensorflow
+
+        ctx.call_on_close(silence_tensorflow())
+    _stop_on_sigterm(ctx)
 
 
 def _stop_on_sigterm(ctx: click.Context) -> None:

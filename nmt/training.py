@@ -415,6 +415,40 @@ def _install_setup(staging: Path, model_dir: Path) -> None:
     staging.rmdir()
 
 
+def _saved_config(config: Config, model_dir: Path) -> tuple[Config, list[str]]:
+    """The config a non-empty DIR holds and what `config` changes in it that a resumed run
+    cannot; CheckpointError when DIR is no nmt model directory or of another version."""
+    if not ckpt.is_model_dir(model_dir):
+        raise CheckpointError(
+            f"{model_dir}: directory is not empty and is not an nmt model directory "
+            f"(no {constants.CONFIG_FILE}); choose a new or empty --model-dir"
+        )
+    ckpt.check_version(model_dir)
+    saved = ckpt.read_config(model_dir)
+    return saved, incompatible_changes(saved, config)
+
+
+def _changed_config_error(model_dir: Path, changes: list[str]) -> CheckpointError:
+    return CheckpointError(
+        f"{model_dir}: holds a model trained with another config "
+        f"({'; '.join(changes)}); use a new --model-dir or the original config"
+    )
+
+
+def check_model_dir(config: Config, model_dir: PathLike) -> None:
+    """What `prepare_model_dir` would refuse, found before TensorFlow is imported and without
+    the lock (it checks again under it): a file, a directory that is no model directory or
+    of another version, or one whose model was trained with an incompatible config."""
+    model_dir = Path(model_dir)
+    if model_dir.exists() and not model_dir.is_dir():
+        raise CheckpointError(f"{model_dir}: exists and is not a directory")
+    if _unfinished_setup(model_dir):
+        return
+    _, changes = _saved_config(config, model_dir)
+    if changes and not _stale_setup(model_dir):
+        raise _changed_config_error(model_dir, changes)
+
+
 def prepare_model_dir(config: Config, model_dir: PathLike, *, is_chief: bool = True, log: Log):
     """Create or validate DIR (rules in the module docstring); returns
     `(vocab, created, saved_config)`: `created` when DIR was set up by this call, and the config
@@ -430,22 +464,12 @@ def prepare_model_dir(config: Config, model_dir: PathLike, *, is_chief: bool = T
     fresh = _unfinished_setup(model_dir)
     saved = None
     if not fresh:
-        if not ckpt.is_model_dir(model_dir):
-            raise CheckpointError(
-                f"{model_dir}: directory is not empty and is not an nmt model directory "
-                f"(no {constants.CONFIG_FILE}); choose a new or empty --model-dir"
-            )
-        ckpt.check_version(model_dir)
-        saved = ckpt.read_config(model_dir)
-        changes = incompatible_changes(saved, config)
+        saved, changes = _saved_config(config, model_dir)
         if changes and is_chief and _stale_setup(model_dir):
             log(f"{model_dir}: holds no checkpoint yet; setting it up again for the new config")
             fresh, saved = True, None
         elif changes:
-            raise CheckpointError(
-                f"{model_dir}: holds a model trained with another config "
-                f"({'; '.join(changes)}); use a new --model-dir or the original config"
-            )
+            raise _changed_config_error(model_dir, changes)
     if fresh:
         if not is_chief:  # pragma: no cover - _wait_for_chief waits for a model directory
             raise CheckpointError(f"{model_dir}: the chief has not set up the model directory")
@@ -828,15 +852,16 @@ def train(
     config = resolve_paths(config)
     config = from_dict(config.to_dict())  # re-validate (a Config may be built by hand)
     check_train_config(config)
-    if threads is not None:
-        set_threads(threads)
-    cluster = make_cluster(strategy)  # before any other TensorFlow work (multi-worker)
-
     from nmt.data import check_parallel_files
 
+    # What can be checked without TensorFlow comes before it is imported (fast errors).
     file_stats = check_parallel_files(config.data.train_source, config.data.train_target)
     if config.data.dev_source:
         check_parallel_files(config.data.dev_source, config.data.dev_target)
+    check_model_dir(config, model_dir)
+    if threads is not None:
+        set_threads(threads)
+    cluster = make_cluster(strategy)  # before any other TensorFlow work (multi-worker)
 
     is_chief = cluster.is_chief
     new_dir = not model_dir.exists()

@@ -402,17 +402,13 @@ def translate_file(
     fileio.check_output_file(output_path, option="-o", inputs=[(str(input_path), input_path)])
     with fileio.LineSource(input_path) as source:
         total = sum(1 for _ in source)
+        beam_size = _check_decode_options(model_dir, checkpoint, beam_size, n_best, min_length)
         loaded = load_ensemble(model_dir, checkpoint, precision)
         decode, table = shortlists.prepare(loaded, shortlist, shortlist_top_k, shortlist_frequent)
         if batch_tokens:
             decode.batch_tokens = batch_tokens
         if min_length is not None:
-            if min_length < 0:
-                raise DataError(f"--min-length must be >= 0, got {min_length}")
             decode.min_length = int(min_length)
-        beam_size = beam_size or decode.beam_size
-        if n_best > beam_size:
-            raise DataError(f"--n-best {n_best} cannot exceed the beam size {beam_size}")
         shown = _Progress(progress, total)
         translator = Translator(
             loaded.model, loaded.vocab, decode, warn=shown.warn, shortlist=table
@@ -427,6 +423,20 @@ def translate_file(
     if missing:
         shown.warn(f"{source.name} has {done} lines: nothing to plot for line(s) {missing}")
     return TranslateReport(done, time.perf_counter() - start, output_path)
+
+
+def _check_decode_options(model_dir, checkpoint, beam_size, n_best, min_length) -> int:
+    """The beam size to decode with, once --n-best and --min-length are found to fit it; read
+    from the (first) model's saved config, before TensorFlow is imported."""
+    from nmt.checkpoints import read_config
+    from nmt.ensemble import pair_members
+
+    if min_length is not None and min_length < 0:
+        raise DataError(f"--min-length must be >= 0, got {min_length}")
+    beam_size = beam_size or read_config(pair_members(model_dir, checkpoint)[0][0]).decode.beam_size
+    if n_best > beam_size:
+        raise DataError(f"--n-best {n_best} cannot exceed the beam size {beam_size}")
+    return beam_size
 
 
 def _translate_lines(translator, source, out, options, plots, chunk_lines, shown) -> int:

@@ -6,7 +6,6 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${NMT_VENV:-$repo/.venv}"
 bash "$repo/scripts/setup_env.sh"
-export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 nmt="$venv/bin/nmt"
 work="${1:-$repo/demo}"
 start=$(date +%s)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -21,6 +23,33 @@ def tiny_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_yaml() -> Path:
     return TINY
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def nmt_env() -> dict[str, str]:
+    """The environment of an `nmt` subprocess: this checkout first on PYTHONPATH, and
+    TF_CPP_MIN_LOG_LEVEL unset (tests/conftest.py sets it for this process), so that the
+    test sees what a user sees."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    return env
+
+
+@pytest.fixture(scope="session")
+def run_nmt(nmt_env):
+    """run_nmt(*args, cwd=None, code=None) -> CompletedProcess (text) of `python -m nmt ARGS`
+    in `nmt_env`; `code`: run this Python program instead, with ARGS as its sys.argv[1:]."""
+
+    def run(*args, cwd=None, code=None, timeout=600) -> subprocess.CompletedProcess:
+        program = ["-c", code] if code is not None else ["-m", "nmt"]
+        return subprocess.run([sys.executable, *program, *map(str, args)], cwd=cwd,
+                              env=nmt_env, capture_output=True, text=True,
+                              timeout=timeout)  # fmt: skip
+
+    return run
 
 
 @pytest.fixture
