@@ -17,16 +17,38 @@ PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
-def cpu_bf16_flags(cpuinfo: PathLike = "/proc/cpuinfo") -> list[str]:
-    """The bfloat16 flags this CPU reports (empty where there are none or no /proc/cpuinfo)."""
+# Flags that matter to matrix products, as the benchmarks print them.
+MATMUL_CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+
+
+def cpu_info(cpuinfo: PathLike = "/proc/cpuinfo") -> tuple[str, set[str]]:
+    """`(model name, flags)` of this CPU from /proc/cpuinfo (the platform's processor name and
+    no flags where it cannot be read)."""
+    import platform
+
+    model, flags = platform.processor() or platform.machine(), set()
     try:
         text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return []
-    flags = set()
+        return model, flags
     for line in text.splitlines():
-        if line.startswith("flags"):
+        if line.startswith("model name"):
+            model = line.partition(":")[2].strip()
+        elif line.startswith("flags"):
             flags.update(line.partition(":")[2].split())
+    return model, flags
+
+
+def cpu_description(cpuinfo: PathLike = "/proc/cpuinfo") -> str:
+    """One line for benchmark reports: the CPU model and its matrix-product flags."""
+    model, flags = cpu_info(cpuinfo)
+    found = " ".join(f for f in MATMUL_CPU_FLAGS if f in flags)
+    return f"{model}; flags: {found or 'none of AVX2+'}"
+
+
+def cpu_bf16_flags(cpuinfo: PathLike = "/proc/cpuinfo") -> list[str]:
+    """The bfloat16 flags this CPU reports (empty where there are none or no /proc/cpuinfo)."""
+    flags = cpu_info(cpuinfo)[1]
     return [flag for flag in BF16_CPU_FLAGS if flag in flags]
 
 

@@ -70,7 +70,7 @@ from nmt import checkpoints as ckpt
 from nmt import constants, fileio, interrupts, locking
 from nmt.config import Config, TrainConfig, from_dict, save_config
 from nmt.errors import CheckpointError, ConfigError, NmtError
-from nmt.precision import cpu_bf16_flags, explain_precision, resolve_precision  # noqa: F401
+from nmt.precision import explain_precision
 from nmt.version import __version__
 
 PathLike = Union[str, Path]

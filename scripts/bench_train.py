@@ -66,22 +66,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def cpu_description() -> str:
-    """The CPU model name and its bfloat16 flags, as the benchmarks print them."""
-    from nmt.precision import cpu_bf16_flags
-
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.partition(":")[2].strip()
-                break
-    except OSError:
-        pass
-    flags = cpu_bf16_flags()
-    return f"{model}; bfloat16 units: {', '.join(flags) if flags else 'none'}"
-
-
 def recipe_config(args, train_source: Path, train_target: Path):
     """The `--config` file's settings on the chosen training files and batch size."""
     import dataclasses
@@ -273,6 +257,8 @@ def main(argv=None) -> int:
         f"(shapes B x S x T: {', '.join('x'.join(map(str, s)) for s in shapes[:4])}"
         f"{', ...' if len(shapes) > 4 else ''}), jit={args.jit}"
     )
+    from nmt.precision import cpu_description
+
     print(f"CPU: {cpu_description()}")
     print(
         f"TF {tf.__version__}, Keras {keras.__version__}, Python {platform.python_version()}, "

@@ -189,21 +189,6 @@ def table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-def cpu_description() -> str:
-    """The CPU model and the /proc/cpuinfo flags that matter to matrix products."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags.update(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
-    return f"{model}; flags: {' '.join(f for f in wanted if f in flags) or 'none of AVX2+'}"
-
-
 def mean_shortlist_size(translator, encoded: list[list[int]]) -> float:
     """Mean K over the batches the translator makes of `encoded` (its shortlist per batch)."""
     sizes = []
@@ -334,6 +319,8 @@ def print_setting(args, loaded, decode, lines, tf) -> None:
         f"Python {platform.python_version()}, TensorFlow {tf.__version__}; "
         f"load average {os.getloadavg()[0]:.1f} at the end"
     )
+    from nmt.precision import cpu_description
+
     print(f"CPU: {cpu_description()}")
     print()
 

@@ -688,13 +688,9 @@ def worker_main(argv: list[str]) -> int:
 
 
 def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    from nmt.precision import cpu_info
+
+    return cpu_info()[0]
 
 
 def package_version(name: str) -> str:

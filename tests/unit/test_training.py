@@ -121,7 +121,7 @@ def test_resolve_paths_makes_data_paths_absolute(tmp_path):
 
 
 def test_resolve_precision():
-    from nmt.training import resolve_precision
+    from nmt.precision import resolve_precision
 
     assert resolve_precision("auto", gpu_visible=True) == "mixed_float16"
     assert resolve_precision("auto", gpu_visible=False, cpu_bf16=False) == "float32"
@@ -129,6 +129,16 @@ def test_resolve_precision():
     assert resolve_precision("auto", gpu_visible=True, cpu_bf16=True) == "mixed_float16"
     assert resolve_precision("mixed_bfloat16", gpu_visible=True) == "mixed_bfloat16"
     assert resolve_precision("float32", gpu_visible=False, cpu_bf16=True) == "float32"
+
+
+def test_cpu_description_names_the_model_and_the_matrix_flags(tmp_path):
+    from nmt.precision import cpu_description, cpu_info
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("model name\t: Some Xeon\nflags\t\t: fpu avx2 fma amx_bf16 sse\n")
+    assert cpu_info(cpuinfo) == ("Some Xeon", {"fpu", "avx2", "fma", "amx_bf16", "sse"})
+    assert cpu_description(cpuinfo) == "Some Xeon; flags: avx2 fma amx_bf16"
+    assert cpu_description(tmp_path / "missing").endswith("; flags: none of AVX2+")
 
 
 def test_set_threads_checks_its_value_and_the_tensorflow_state():
@@ -155,7 +165,7 @@ def test_set_threads_checks_its_value_and_the_tensorflow_state():
     ],
 )
 def test_cpu_bf16_flags_and_the_reason_logged(tmp_path, flags, expected):
-    from nmt.training import cpu_bf16_flags, explain_precision
+    from nmt.precision import cpu_bf16_flags, explain_precision
 
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {flags}\n")
