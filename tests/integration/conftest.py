@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -124,10 +125,18 @@ class FifoReader:
             self.data = f.read()
 
     def result(self) -> bytes:
-        if self.thread.is_alive():  # nothing opened it: release the reader
-            fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
-            os.close(fd)
-        self.thread.join(5)
+        """The bytes read. A reader still blocked in open() (nothing wrote to the FIFO) is
+        released; one that has already closed its end may still be alive for a moment, and
+        then opening the write end fails with ENXIO, which is no error here."""
+        self.thread.join(1)
+        if self.thread.is_alive():
+            try:
+                os.close(os.open(self.path, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError as err:
+                if err.errno != errno.ENXIO:
+                    raise
+            self.thread.join(5)
+        assert not self.thread.is_alive(), f"the reader of {self.path} never finished"
         return self.data
 
 
