@@ -352,9 +352,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise ConfigError(f"{path}: {e}") from None
 
 
-load = load_config
-
-
 def save_config(config: Config, path: str | Path) -> None:
     Path(path).write_text(
         yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=False),

@@ -60,9 +60,7 @@ from nmt.version import __version__
 EXTRA_DIR = "assets.extra"
 EXPORT_INFO_FILE = "export.json"
 TEXT_INPUT = "text"
-TEXT_OUTPUTS = ("translation", "score")
 IDS_INPUTS = ("source_ids", "source_lengths")
-IDS_OUTPUTS = ("target_ids", "target_lengths", "score")
 
 _VERSION_NAME = re.compile(r"^[0-9]+$")
 _TMP_PREFIX = ".nmt-export-"
@@ -466,11 +464,3 @@ def load_export(path: str | Path):
         from nmt.checkpoints import error_reason
 
         raise NmtError(f"{path}: cannot load the export ({error_reason(e)})") from None
-
-
-def read_export_info(path: str | Path) -> dict[str, Any]:
-    """assets.extra/export.json of an exported version directory ({} when absent)."""
-    info = Path(path) / EXTRA_DIR / EXPORT_INFO_FILE
-    if not info.is_file():
-        return {}
-    return json.loads(info.read_text(encoding="utf-8"))

@@ -303,11 +303,3 @@ def sequence_loss(labels, logits, label_smoothing: float = 0.0):
     loss_sum = tf.reduce_sum(tf.where(mask, loss, 0.0))
     token_count = tf.reduce_sum(tf.cast(mask, "float32"))
     return loss_sum, token_count
-
-
-def token_accuracy(labels, logits):
-    """`(correct float32 (), token_count float32 ())`: argmax hits over non-PAD labels."""
-    labels = ops.cast(labels, "int32")  # (B, T)
-    mask = ops.not_equal(labels, PAD_ID)  # (B, T)
-    hits = ops.logical_and(mask, ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), labels))
-    return ops.sum(ops.cast(hits, "float32")), ops.sum(ops.cast(mask, "float32"))

@@ -38,7 +38,7 @@ else
 import sys
 from pathlib import Path
 from nmt.export import export_model
-from tests.unit.test_export import make_model_dir
+from tests.helpers.export import make_model_dir
 
 work = Path(sys.argv[1])
 print(export_model(make_model_dir(work / "model"), work / "export"))

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.test_export import make_tiny_export
-from tests.unit.test_training import TINY, write_corpus
+from tests.helpers.corpus import TINY, write_corpus
+from tests.helpers.export import make_tiny_export
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ exception is a bug: one `nmt: internal error:` line and exit code 1. A reader th
 stdout early (`nmt ... | head`) ends the command quietly.
 
 The cases run in process (click's CliRunner); {W} is a workspace of bad inputs, {M} the
-session's tiny model directory (tests/unit/test_export.py), {E} a copy of its export base,
+session's tiny model directory (tests/helpers/export.py), {E} a copy of its export base,
 {T} configs/tiny.yaml and {D} a directory of damaged copies of {M}.
 """
 
@@ -23,8 +23,8 @@ from click.testing import CliRunner
 
 from nmt.cli import cli
 from nmt.errors import NmtError
-from tests.unit.test_export import make_tiny_export
-from tests.unit.test_training import TINY, write_corpus
+from tests.helpers.corpus import TINY, write_corpus
+from tests.helpers.export import make_tiny_export
 
 
 def _damage_checkpoint(model: Path, how: str) -> None:

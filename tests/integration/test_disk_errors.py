@@ -30,8 +30,8 @@ from click.testing import CliRunner
 from nmt import checkpoints as ckpt
 from nmt import fileio
 from nmt.cli import cli
-from tests.unit.test_export import make_tiny_export
-from tests.unit.test_training import TINY, write_corpus
+from tests.helpers.corpus import TINY, write_corpus
+from tests.helpers.export import make_tiny_export
 
 pytestmark = pytest.mark.skipif(
     signal.getsignal(signal.SIGXFSZ) != signal.SIG_IGN,
@@ -231,7 +231,7 @@ def test_tensorboard_log_errors_are_only_a_warning(copy, monkeypatch):
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """The session's tiny model and export (tests/unit/test_export.py; shared, read only)."""
+    """The session's tiny model and export (tests/helpers/export.py; shared, read only)."""
     return make_tiny_export(tmp_path_factory.getbasetemp())
 
 
@@ -286,7 +286,7 @@ def test_translation_write_error_names_the_file_and_leaves_no_temporary(tiny, tm
 
 
 def test_average_hits_file_too_large_and_keeps_the_previous_average(tmp_path, monkeypatch):
-    from tests.unit.test_checkpoints import make_model_dir
+    from tests.helpers.checkpoints import make_model_dir
 
     model_dir, _ = make_model_dir(tmp_path)
     result = CliRunner().invoke(cli, ["average", "--model", str(model_dir), "--last", "2"])

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from nmt import checkpoints as ckpt
-from tests.unit.test_training import TINY, Lines, tiny_config, write_corpus
+from tests.helpers.corpus import TINY, Lines, tiny_config, write_corpus
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,13 +29,14 @@ MIRRORED = textwrap.dedent(
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from pathlib import Path
-    from tests.unit.test_training import Lines, tiny_config
+    from tests.helpers.corpus import Lines, tiny_config
     from nmt.training import train
     root = Path({root!r})
     common = ["train.max_steps=4", "train.checkpoint_every=4", "train.log_every=1",
               "model.dropout=0.0"]
     # data.batch_tokens is per replica: both runs see the same global batches of 128 tokens.
-    single = train(tiny_config(root / "c", *common, "data.batch_tokens=128", dev=False),
+    single = train(tiny_config(root / "c", *common, "data.batch_tokens=128",
+                               "train.eval_every=4"),
                    root / "single", log=Lines())
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     # Validation (dev loss + greedy BLEU) runs on the mirrored model too; it trains nothing.
@@ -44,7 +45,8 @@ MIRRORED = textwrap.dedent(
                      root / "mirrored", strategy=strategy, log=Lines())
     print(json.dumps({{"single": single.losses, "mirrored": mirrored.losses,
                       "replicas": [single.num_replicas, mirrored.num_replicas],
-                      "evaluations": mirrored.evaluations}}))
+                      "evaluations": mirrored.evaluations,
+                      "single_evaluations": single.evaluations}}))
     """
 )
 
@@ -66,8 +68,11 @@ def test_mirrored_two_devices_matches_single_device(tmp_path):
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["replicas"] == [1, 2]
     [evaluation] = result["evaluations"]
-    assert evaluation["step"] == 4 and 0.0 <= evaluation["bleu"] <= 100.0
+    [reference] = result["single_evaluations"]  # the same validation on one device
+    assert evaluation["step"] == reference["step"] == 4
+    assert evaluation["bleu"] == pytest.approx(reference["bleu"], abs=1e-6)
     assert np.isfinite(evaluation["dev_loss"])
+    assert evaluation["dev_loss"] == pytest.approx(reference["dev_loss"], rel=1e-4)
     np.testing.assert_allclose(result["mirrored"], result["single"], rtol=1e-5)
     a = ckpt.load_model(tmp_path / "single", "last").model.get_weights()
     b = ckpt.load_model(tmp_path / "mirrored", "last").model.get_weights()

@@ -50,7 +50,7 @@ def steps(model_dir: Path) -> list[int]:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> list[np.ndarray]:
     """The weights of an uninterrupted run to step 10."""
-    from tests.unit.test_training import write_corpus
+    from tests.helpers.corpus import write_corpus
 
     root = tmp_path_factory.mktemp("uninterrupted")
     write_corpus(root / "data")

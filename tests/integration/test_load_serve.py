@@ -9,7 +9,7 @@
   and a good request still gets its translation afterwards;
 - a client that sends half a request and stalls does not hold up the others.
 
-Uses the session's tiny export (tests/unit/test_export.py `make_tiny_export`).
+Uses the session's tiny export (tests/helpers/export.py `make_tiny_export`).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.integration.test_export_serve import Running, call
-from tests.unit.test_export import INPUTS, make_tiny_export, run_text
+from tests.helpers.export import INPUTS, make_tiny_export, run_text
+from tests.helpers.serve import Running, call
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -54,8 +54,8 @@ def expected(tiny):
 def test_load_script_8_clients_10_s_with_malformed_requests(tiny):
     result = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "load_test_serve.py"), "--export-dir",
-         str(tiny.export_base), "--clients", "8", "--duration", "10", "--malformed-every", "5",
-         "--json"],
+         str(tiny.export_base), "--clients", "8", "--strings", "3", "--duration", "10",
+         "--malformed-every", "5", "--json"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -64,7 +64,8 @@ def test_load_script_8_clients_10_s_with_malformed_requests(tiny):
     report = json.loads(result.stdout)
     assert report["url"].startswith("http://127.0.0.1:")
     assert report["errors"] == 0 and report["error_kinds"] == {}
-    assert report["requests"] > 0 and report["strings_per_model_run"] >= 1
+    assert report["requests"] > 0 and report["strings_per_request"] == 3
+    assert report["strings_per_model_run"] >= 3  # requests are never split across model runs
     assert report["malformed_sent"] > 0
     assert report["malformed_refused"] == report["malformed_sent"]
     latency = report["latency_ms"]

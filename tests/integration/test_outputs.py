@@ -223,7 +223,7 @@ def dir_root(tiny_model, tiny_yaml, tmp_path_factory) -> Path:
     """A copy of the tiny model (to average), its corpus and configs/tiny.yaml."""
     import shutil
 
-    from tests.unit.test_training import write_corpus
+    from tests.helpers.corpus import write_corpus
 
     root = tmp_path_factory.mktemp("dir-outputs")
     shutil.copytree(tiny_model, root / "model")

@@ -15,7 +15,7 @@ a missing final newline. Properties:
   raises, gives "" and 0 for inputs without pieces, and agrees with the Translator that
   `nmt translate` uses (same text, same score) on every input.
 
-Uses the session's tiny model and export (tests/unit/test_export.py `make_tiny_export`).
+Uses the session's tiny model and export (tests/helpers/export.py `make_tiny_export`).
 Example counts are bounded so that the file runs in well under a minute.
 """
 
@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 
 from nmt.cli import cli
 from nmt.constants import SERVING_SIGNATURE
-from tests.unit.test_export import make_tiny_export
+from tests.helpers.export import make_tiny_export
 
 TRICKY = [
     "\x00",

@@ -22,7 +22,7 @@ TF_LOG = re.compile(r"^[IWEF]\d{4} |absl::InitializeLog|oneDNN|cuda", re.IGNOREC
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory, tiny_model) -> dict[str, Path]:
-    from tests.unit.test_training import write_corpus
+    from tests.helpers.corpus import write_corpus
 
     root = tmp_path_factory.mktemp("quiet")
     train, train_ref = write_corpus(root / "data")

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 
 from nmt import checkpoints as ckpt
 from nmt.cli import cli
-from tests.unit.test_checkpoints import make_model_dir
-from tests.unit.test_training import TINY, write_corpus
+from tests.helpers.checkpoints import make_model_dir
+from tests.helpers.corpus import TINY, write_corpus
 
 DATA = [
     "--set",

@@ -1,5 +1,5 @@
 """`nmt translate`, `nmt evaluate` and `nmt score` end to end on the session's memorised tiny
-model (tests/unit/test_translator.py `make_memorised_model`): line preservation, order,
+model (tests/helpers/memorised.py `make_memorised_model`): line preservation, order,
 stdin/stdout, beam/n-best/scores/alignments/plots, checkpoints, errors, and BLEU."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from nmt.cli import cli
-from tests.unit.test_translator import (
+from tests.helpers.memorised import (
     MAX_SOURCE_LENGTH,
     PNG_SIGNATURE,
     make_memorised_model,

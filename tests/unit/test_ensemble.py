@@ -1,7 +1,7 @@
 """nmt.ensemble without a trained model: pairing --model with --checkpoint, the vocabulary
 checks, and the Ensemble's decoding interface on two stand-in models.
 
-Decoding a real ensemble is tested in tests/unit/test_translator.py (a model with itself) and
+Decoding a real ensemble is tested in tests/integration/test_translator.py (a model with itself) and
 tests/integration/test_translate_cli.py (the CLI)."""
 
 from __future__ import annotations

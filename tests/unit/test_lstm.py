@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from nmt.layers import LSTM, LSTMCell
-from tests.unit.layer_checks import check_layer
+from tests.helpers.layer_checks import check_layer
 
 B, T, D, U = 3, 6, 4, 5
 # Rows: right-padded, left-padded, holes, fully masked, and all real.

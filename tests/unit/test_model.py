@@ -11,7 +11,7 @@ import tensorflow as tf
 from nmt.config import ModelConfig
 from nmt.constants import BOS_ID, EOS_ID, PAD_ID
 from nmt.errors import ConfigError
-from nmt.model import Seq2Seq, sequence_loss, token_accuracy
+from nmt.model import Seq2Seq, sequence_loss
 
 V_SRC, V_TGT = 20, 23
 TINY = dict(embedding_dim=8, units=16, encoder_layers=1, decoder_layers=1, dropout=0.0)
@@ -408,20 +408,12 @@ def test_sequence_loss_accepts_half_precision_logits():
     np.testing.assert_allclose(half, full, rtol=1e-2)
 
 
-def test_token_accuracy():
-    logits = np.zeros((2, 3, 5), "float32")
-    logits[0, 0, 4] = logits[0, 1, 2] = logits[0, 2, 1] = logits[1, 0, 3] = 1.0
-    labels = np.array([[4, 3, 0], [3, 4, 0]], "int32")
-    correct, count = token_accuracy(labels, logits)
-    assert (float(correct), float(count)) == (2.0, 4.0)
-
-
 # === Config, tying, sharing, errors ===
 
 
 def test_defaults_equal_model_config():
     parameters = inspect.signature(Seq2Seq.__init__).parameters
-    defaults = {name: p.default for name, p in parameters.items() if name in parameters}
+    defaults = {n: p.default for n, p in parameters.items() if p.default is not p.empty}
     for name, value in dataclasses.asdict(ModelConfig()).items():
         assert defaults[name] == value, name
 

@@ -8,40 +8,14 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
 import sys
 import warnings
 from pathlib import Path
 
 from nmt.quiet import NoiseFilter, _forward, _warn_unusable_gpu, silence_tensorflow
+from tests.helpers.noise import KEPT, NOISE
 
 REPO = Path(__file__).resolve().parents[2]
-
-NOISE = [
-    b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n",
-    b"I0000 00:00:1796162699.483277    3821 port.cc:153] oneDNN custom operations are on. You "
-    b"may see slightly different numerical results due to floating-point round-off errors.\n",
-    b"I0000 00:00:1796162699.483754    3821 cudart_stub.cc:31] Could not find cuda drivers on "
-    b"your machine, GPU will not be used.\n",
-    b"I0000 00:00:1796162699.607882    3821 cpu_feature_guard.cc:227] This TensorFlow binary is "
-    b"optimized to use available CPU instructions in performance-critical operations.\n",
-    b"To enable the following instructions: AVX2 AVX512F FMA, in other operations, rebuild "
-    b"TensorFlow with the appropriate compiler flags.\n",
-    b"E0000 00:00:1796162749.887049    4182 cuda_platform.cc:52] failed call to cuInit: "
-    b"INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)\n",
-    b"2025-09-17 14:44:05.157831: I external/local_xla/xla/tsl/cuda/cudart_stub.cc:32] Could "
-    b"not find cuda drivers on your machine, GPU will not be used.\n",
-    b"E0000 00:00:1758131045.203198 3722035 cuda_dnn.cc:8579] Unable to register cuDNN factory: "
-    b"Attempting to register factory for plugin cuDNN when one has already been registered\n",
-    b"W0000 00:00:1758131045.228 3722035 computation_placer.cc:177] computation placer already "
-    b"registered.\n",
-]
-KEPT = [
-    b"F0000 00:00:1796162699.6 3821 op_kernel.cc:1] Check failed: kernel registered twice\n",
-    b"E0000 00:00:1796162699.6 3821 dso_loader.cc:1] libtensorflow_framework.so.2: bad ELF\n",
-    b"Traceback (most recent call last):\n",
-    b"Fatal Python error: Segmentation fault\n",
-]
 
 
 def kept(lines: list[bytes]) -> list[bytes]:
@@ -77,46 +51,6 @@ def test_silence_and_undo(monkeypatch):
     assert [str(w.message) for w in seen] == ["shown"]
     assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "1"
     assert sys.meta_path == finders
-
-
-FAKE_TENSORFLOW = """\
-import os, sys
-os.write(2, {noise!r})
-os.write(2, b"F0000 00:00:1.5 7 fake.cc:1] Check failed: boom\\n")
-print("python line", file=sys.stderr)
-if os.environ.get("FAKE_ABORT"):
-    os.abort()
-raise ImportError("fake tensorflow is broken")
-"""
-
-
-def import_fake_tensorflow(tmp_path: Path, abort: bool) -> subprocess.CompletedProcess:
-    package = tmp_path / "tensorflow"
-    package.mkdir(exist_ok=True)
-    (package / "__init__.py").write_text(FAKE_TENSORFLOW.format(noise=b"".join(NOISE)))
-    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}", "FAKE_ABORT": "1" * abort}
-    code = "from nmt.quiet import silence_tensorflow; silence_tensorflow(); import tensorflow"
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=60)
-
-
-def test_errors_at_import_still_show(tmp_path):
-    done = import_fake_tensorflow(tmp_path, abort=False)
-    lines = done.stderr.decode().splitlines()
-    assert done.returncode == 1
-    assert lines[:2] == ["F0000 00:00:1.5 7 fake.cc:1] Check failed: boom", "python line"]
-    assert lines[-1] == "ImportError: fake tensorflow is broken"
-    assert not any(
-        b"oneDNN" in line or b"absl::InitializeLog" in line for line in done.stderr.splitlines()
-    )
-
-
-def test_a_crash_at_import_still_shows_its_last_words(tmp_path):
-    done = import_fake_tensorflow(tmp_path, abort=True)
-    assert done.returncode < 0  # killed by SIGABRT
-    assert done.stderr.decode().splitlines() == [
-        "F0000 00:00:1.5 7 fake.cc:1] Check failed: boom",
-        "python line",
-    ]
 
 
 class FakeTF:

@@ -4,9 +4,7 @@ flag and the command-line errors."""
 
 from __future__ import annotations
 
-import json
 import random
-import shutil
 
 import numpy as np
 import pytest
@@ -16,8 +14,13 @@ from nmt import shortlist as sl
 from nmt.cli import cli
 from nmt.constants import EOS_ID, PAD_ID
 from nmt.errors import ConfigError, DataError
-from tests.unit.test_export import INPUTS, make_model_dir, make_tiny_export, run_text
-from tests.unit.test_translator import make_memorised_model
+from tests.helpers.export import (
+    INPUTS,
+    make_model_dir,
+    make_tiny_export,
+    read_export_info,
+    run_text,
+)
 
 # === The table ===
 
@@ -196,7 +199,7 @@ def test_for_decoding_errors_name_the_fix(tiny, tmp_path):
 
 def test_export_with_the_shortlist_flag_reloads_and_translates(tiny, tmp_path):
     from nmt.config import load_config
-    from nmt.export import load_export, read_export_info
+    from nmt.export import load_export
 
     base = tmp_path / "export"
     result = CliRunner().invoke(cli, ["export", "--model", str(tiny.model_dir), "--output",
@@ -217,50 +220,8 @@ def test_export_with_the_shortlist_flag_reloads_and_translates(tiny, tmp_path):
     assert read_export_info(plain.version_dir)["shortlist"] is None
 
 
-@pytest.fixture(scope="module")
-def memorised_copy(tmp_path_factory):
-    """A copy of the session's memorised model (whose config names its training data)."""
-    memorised = make_memorised_model(tmp_path_factory.getbasetemp())
-    copy = tmp_path_factory.mktemp("memorised") / "model"
-    shutil.copytree(memorised.model_dir, copy)
-    return memorised, copy
-
-
 def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def test_command_line_shortlist_end_to_end(memorised_copy, tmp_path):
-    memorised, model = memorised_copy
-    src = tmp_path / "src.txt"
-    src.write_text("\n".join(memorised.sources) + "\n", encoding="utf-8")
-    ref = tmp_path / "ref.txt"
-    ref.write_text("\n".join(memorised.references) + "\n", encoding="utf-8")
-
-    missing = run("translate", src, "--model", model, "--quiet", "--shortlist")
-    assert missing.exit_code == 2
-    assert missing.stderr.strip().splitlines() == [
-        f"nmt: error: {model}: no shortlist (shortlist.npz) for --shortlist; make one with "
-        f"`nmt shortlist --model {model}`"
-    ]
-    made = run("shortlist", "--model", model, "--top-k", "20")
-    assert made.exit_code == 0, made.output
-    assert made.stdout.startswith(f"wrote {model / 'shortlist.npz'} (20 pairs, 20 targets")
-    plain = run("translate", src, "--model", model, "--quiet")
-    listed = run("translate", src, "--model", model, "--quiet", "--shortlist-top-k", "20",
-                 "--shortlist-frequent", "1000")  # fmt: skip
-    assert listed.exit_code == 0, listed.output
-    assert listed.stdout == plain.stdout
-    small = run("evaluate", "--model", model, "--src", src, "--ref", ref, "--json",
-                "--shortlist", "--shortlist-top-k", "3", "--shortlist-frequent", "2")  # fmt: skip
-    assert small.exit_code == 0, small.output
-    assert json.loads(small.stdout)["bleu"]["score"] > 90  # digits: the table finds them
-    too_many = run("translate", src, "--model", model, "--quiet", "--shortlist-top-k", "21")
-    assert too_many.exit_code == 2 and "--top-k 21" in too_many.stderr
-    not_a_model = run("shortlist", "--model", tmp_path)
-    assert not_a_model.exit_code == 2 and "not a model directory" in not_a_model.stderr
-    half = run("shortlist", "--model", model, "--source", src)
-    assert half.exit_code == 2 and "--source and --target together" in half.stderr
 
 
 def test_help_lists_the_command_and_the_flags():

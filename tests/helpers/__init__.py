@@ -1,4 +1,6 @@
-"""Helpers shared by test modules (test modules never import each other)."""
+"""Helpers shared by test modules (test modules never import each other): tiny corpora and
+configs (corpus), tiny model directories and exports (export, checkpoints), the memorised
+model (memorised), an in-process server (serve), Keras layer checks (layer_checks)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def load_script(name: str, module_name: str | None = None) -> ModuleType:

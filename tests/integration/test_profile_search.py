@@ -30,7 +30,7 @@ def test_decoder_step_flops_counts_every_matrix_product(profile_search):
 
 
 def test_runs_on_a_model_and_reports_every_part(profile_search, tmp_path, tmp_path_factory, capsys):
-    from tests.unit.test_translator import make_memorised_model
+    from tests.helpers.memorised import make_memorised_model
 
     memorised = make_memorised_model(tmp_path_factory.getbasetemp())
     src = tmp_path / "in.txt"

@@ -1,69 +1,27 @@
 """nmt.translator: Translator (batching, order, truncation, n-best, attention), text file
 reading, output formatting and attention plots, on a tiny model that memorised 20 pairs.
 
-`make_memorised_model` trains that model once per test session (about 5 s) and is shared with
-tests/integration/test_translate_cli.py.
+tests/helpers/memorised.py `make_memorised_model` trains that model once per test session
+(about 5 s).
 """
 
 from __future__ import annotations
 
 import io
-import random
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from nmt.errors import DataError
-from tests.unit.test_training import TINY, write_corpus
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-MAX_SOURCE_LENGTH = 48  # decode.max_source_length of the memorised model
-
-
-@dataclass(frozen=True)
-class Memorised:
-    model_dir: Path
-    sources: list[str]  # the 20 training sources
-    references: list[str]  # their targets (the digits reversed)
-
-
-def make_memorised_model(root: Path) -> Memorised:
-    """ROOT/nmt-memorised/model: configs/tiny.yaml widened to 32 units, trained 300 steps on
-    20 digit-reversal pairs until greedy dev BLEU is 100. Checkpoints at steps 100, 200, 300;
-    best/ holds step 200 (the first evaluation at BLEU 100; step 300 does not improve on it).
-    Made once and reused: tests only read it."""
-    from nmt.config import load_config
-    from nmt.training import train
-
-    home = root / "nmt-memorised"
-    src, tgt = home / "data" / "train.src", home / "data" / "train.tgt"
-    model_dir, done = home / "model", home / "ready"
-    if not done.exists():
-        write_corpus(home / "data")
-        config = load_config(
-            TINY,
-            [
-                f"data.train_source={src}",
-                f"data.train_target={tgt}",
-                f"data.dev_source={src}",
-                f"data.dev_target={tgt}",
-                "model.units=32",
-                "model.embedding_dim=16",
-                "train.learning_rate=0.02",
-                "train.max_steps=300",
-                "train.checkpoint_every=100",
-                "train.eval_every=200",
-                "train.log_every=1000",
-                f"decode.max_source_length={MAX_SOURCE_LENGTH}",
-            ],
-        )
-        result = train(config, model_dir, log=lambda message: None)
-        assert result.best_bleu == pytest.approx(100.0) and result.best_step == 200, result
-        done.write_text("ok\n")
-    read = lambda p: p.read_text(encoding="utf-8").splitlines()  # noqa: E731
-    return Memorised(model_dir, read(src), read(tgt))
+from tests.helpers.memorised import (
+    MAX_SOURCE_LENGTH,
+    PNG_SIGNATURE,
+    Memorised,
+    make_memorised_model,
+    make_translator,
+    random_digits,
+)
 
 
 @pytest.fixture(scope="session")
@@ -78,31 +36,9 @@ def loaded(memorised):
     return load_model(memorised.model_dir)
 
 
-class Warnings(list):
-    def __call__(self, message: str) -> None:
-        self.append(message)
-
-
-def make_translator(loaded, **decode):
-    import dataclasses
-
-    from nmt.translator import Translator
-
-    warnings = Warnings()
-    config = dataclasses.replace(loaded.config.decode, **decode)
-    return Translator(loaded.model, loaded.vocab, config, warn=warnings), warnings
-
-
 @pytest.fixture(scope="session")
 def translator(loaded):
     return make_translator(loaded)[0]
-
-
-def random_digits(n: int, seed: int, lengths=(1, 12)) -> list[str]:
-    rng = random.Random(seed)
-    return [
-        " ".join(str(rng.randint(0, 9)) for _ in range(rng.randint(*lengths))) for _ in range(n)
-    ]
 
 
 # === The model ===
