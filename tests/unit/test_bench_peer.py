@@ -1,4 +1,4 @@
-"""scripts/bench_peer.py without OpenNMT-tf: log parsing, vocabulary, data, config, runs, BLEU."""
+"""bench/peer.py without OpenNMT-tf: log parsing, vocabulary, data, config, runs, BLEU."""
 
 import os
 import stat
@@ -9,15 +9,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bench import peer as bp
 from nmt.config import VocabConfig
 from nmt.demo_data import generate_pairs
 from nmt.vocab import train_vocab
-from tests.helpers import load_script
 
 REPO = Path(__file__).resolve().parents[2]
 
-
-bp = load_script("bench_peer")
 
 # Lines of a real `onmt-main --model_type NMTSmallV1 --auto_config train` log (OpenNMT-tf
 # 2.32.0, TF 2.12.1), from our own smoke run of this script.
@@ -26,13 +24,13 @@ REAL_LOG = textwrap.dedent(
     2026-11-24 04:42:28.112000: W runner.py:212] No GPU is detected, falling back to CPU
     2026-11-24 04:42:28.114000: I main.py:325] Using parameters:
     data:
-      source_vocabulary: /work/runs/bench/peer/data/en-de/onmt.vocab
-      target_vocabulary: /work/runs/bench/peer/data/en-de/onmt.vocab
+      source_vocabulary: runs/bench/peer/data/en-de/onmt.vocab
+      target_vocabulary: runs/bench/peer/data/en-de/onmt.vocab
     infer:
       batch_size: 32
       batch_type: examples
       length_bucket_width: 5
-    model_dir: /work/runs/bench/peer/NMTSmallV1-en-de
+    model_dir: runs/bench/peer/NMTSmallV1-en-de
     params:
       average_loss_in_time: false
       beam_width: 5
@@ -55,10 +53,10 @@ REAL_LOG = textwrap.dedent(
     2026-11-24 04:42:28.327000: I dataset_ops.py:2481] Training on 29000 examples
     2026-11-24 04:42:58.719000: I runner.py:310] Number of model parameters: 22527808
     2026-11-24 04:42:58.720000: I runner.py:310] Number of model weights: 18 (trainable = 18, non trainable = 0)
-    2026-11-24 04:42:59.478000: I training.py:176] Saved checkpoint /work/runs/bench/peer/NMTSmallV1-en-de/ckpt-1
+    2026-11-24 04:42:59.478000: I training.py:176] Saved checkpoint runs/bench/peer/NMTSmallV1-en-de/ckpt-1
     2026-11-24 04:43:23.326000: I runner.py:310] Step = 10 ; steps/s = 0.40, tokens/s = 715 (344 source, 371 target) ; Learning rate = 0.000200 ; Loss = 99.579346
     2026-11-24 04:43:53.182000: I runner.py:310] Step = 20 ; steps/s = 0.34, tokens/s = 625 (297 source, 328 target) ; Learning rate = 0.000200 ; Loss = 105.853584
-    2026-11-24 04:43:53.574000: I training.py:176] Saved checkpoint /work/runs/bench/peer/NMTSmallV1-en-de/ckpt-20
+    2026-11-24 04:43:53.574000: I training.py:176] Saved checkpoint runs/bench/peer/NMTSmallV1-en-de/ckpt-20
     """  # noqa: E501
 )
 

@@ -1,4 +1,4 @@
-"""scripts/benchmark.py: the pure parts (no TensorFlow, no training).
+"""bench/ and scripts/benchmark.py: the pure parts (no TensorFlow, no training).
 
 Markdown block replacement between the markers, section merging, atomic writes, the
 `nmt train` log parser and steady-state rate, the builder of inputs of an exact piece count,
@@ -12,12 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from bench import common, inputs, logs, plan
+from bench import markdown as md
 from tests.helpers import load_script
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-bm = load_script("benchmark", "benchmark_script")
+bm = load_script("benchmark", "benchmark_script")  # the command line (parse_args)
 
 
 # ---- markers
@@ -25,52 +27,52 @@ bm = load_script("benchmark", "benchmark_script")
 
 def test_markers_appended_when_absent():
     text = "# Benchmarks\n\nhand-written\n"
-    out = bm.replace_between_markers(text, "generated\n")
-    assert out == f"# Benchmarks\n\nhand-written\n\n{bm.BEGIN}\ngenerated\n{bm.END}\n"
+    out = md.replace_between_markers(text, "generated\n")
+    assert out == f"# Benchmarks\n\nhand-written\n\n{md.BEGIN}\ngenerated\n{md.END}\n"
 
 
 def test_markers_appended_to_file_without_final_newline_and_to_empty_text():
-    out = bm.replace_between_markers("last line", "x")
-    assert out == f"last line\n\n{bm.BEGIN}\nx\n{bm.END}\n"
-    assert bm.replace_between_markers("", "x\n") == f"{bm.BEGIN}\nx\n{bm.END}\n"
+    out = md.replace_between_markers("last line", "x")
+    assert out == f"last line\n\n{md.BEGIN}\nx\n{md.END}\n"
+    assert md.replace_between_markers("", "x\n") == f"{md.BEGIN}\nx\n{md.END}\n"
 
 
 def test_only_text_between_markers_is_replaced():
     before, after = "# top\nkeep me\n", "\n## after\nkeep too\n"
-    text = f"{before}{bm.BEGIN}\nold table\nold line\n{bm.END}{after}"
-    out = bm.replace_between_markers(text, "new table\n")
-    assert out == f"{before}{bm.BEGIN}\nnew table\n{bm.END}{after}"
-    assert bm.replace_between_markers(out, "new table\n") == out  # idempotent
+    text = f"{before}{md.BEGIN}\nold table\nold line\n{md.END}{after}"
+    out = md.replace_between_markers(text, "new table\n")
+    assert out == f"{before}{md.BEGIN}\nnew table\n{md.END}{after}"
+    assert md.replace_between_markers(out, "new table\n") == out  # idempotent
 
 
 @pytest.mark.parametrize(
     "text, message",
     [
-        (f"{bm.BEGIN}\na\n{bm.END}\n{bm.BEGIN}\nb\n{bm.END}\n", "found 2 and 2"),
-        (f"{bm.BEGIN}\na\n", "found 1 and 0"),
-        (f"a\n{bm.END}\n", "found 0 and 1"),
-        (f"{bm.END}\na\n{bm.BEGIN}\n", "comes before"),
+        (f"{md.BEGIN}\na\n{md.END}\n{md.BEGIN}\nb\n{md.END}\n", "found 2 and 2"),
+        (f"{md.BEGIN}\na\n", "found 1 and 0"),
+        (f"a\n{md.END}\n", "found 0 and 1"),
+        (f"{md.END}\na\n{md.BEGIN}\n", "comes before"),
     ],
 )
 def test_broken_markers_are_an_error(text, message):
-    with pytest.raises(bm.BenchError, match=message):
-        bm.replace_between_markers(text, "x\n")
+    with pytest.raises(common.BenchError, match=message):
+        md.replace_between_markers(text, "x\n")
 
 
 def _section(n: int, body: str) -> str:
-    return f"{bm.SECTION_MARK.format(n)}\n### B{n}\n{body}\n"
+    return f"{md.SECTION_MARK.format(n)}\n### B{n}\n{body}\n"
 
 
 def test_update_markdown_replaces_selected_sections_and_keeps_the_rest(tmp_path):
     path = tmp_path / "BENCHMARKS.md"
     path.write_text("# Benchmarks\n\nmanual part\n", encoding="utf-8")
-    bm.update_markdown(path, "## head\n", {1: _section(1, "one"), 3: _section(3, "three")})
-    bm.update_markdown(path, "## head\n", {2: _section(2, "two"), 3: _section(3, "THREE")})
+    md.update_markdown(path, "## head\n", {1: _section(1, "one"), 3: _section(3, "three")})
+    md.update_markdown(path, "## head\n", {2: _section(2, "two"), 3: _section(3, "THREE")})
     text = path.read_text(encoding="utf-8")
-    assert text.startswith("# Benchmarks\n\nmanual part\n\n" + bm.BEGIN + "\n## head\n")
-    assert text.endswith(bm.END + "\n")
-    block = bm.extract_block(text)
-    head, sections = bm.split_sections(block)
+    assert text.startswith("# Benchmarks\n\nmanual part\n\n" + md.BEGIN + "\n## head\n")
+    assert text.endswith(md.END + "\n")
+    block = md.extract_block(text)
+    head, sections = md.split_sections(block)
     assert head.strip() == "## head"
     assert sorted(sections) == [1, 2, 3]
     assert "one" in sections[1] and "two" in sections[2]
@@ -81,9 +83,9 @@ def test_update_markdown_replaces_selected_sections_and_keeps_the_rest(tmp_path)
 
 def test_update_markdown_creates_a_missing_file(tmp_path):
     path = tmp_path / "sub" / "B.md"
-    bm.update_markdown(path, "", {4: "### B4\nbody\n"})
+    md.update_markdown(path, "", {4: "### B4\nbody\n"})
     text = path.read_text(encoding="utf-8")
-    assert text == f"{bm.BEGIN}\n{bm.SECTION_MARK.format(4)}\n### B4\nbody\n{bm.END}\n"
+    assert text == f"{md.BEGIN}\n{md.SECTION_MARK.format(4)}\n### B4\nbody\n{md.END}\n"
 
 
 def test_write_atomic_keeps_the_old_file_when_the_rename_fails(tmp_path, monkeypatch):
@@ -93,9 +95,9 @@ def test_write_atomic_keeps_the_old_file_when_the_rename_fails(tmp_path, monkeyp
     def fail(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(bm.os, "replace", fail)
+    monkeypatch.setattr(md.os, "replace", fail)
     with pytest.raises(OSError, match="disk full"):
-        bm.write_atomic(path, "new\n")
+        md.write_atomic(path, "new\n")
     assert path.read_text(encoding="utf-8") == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["out.md"]
 
@@ -114,7 +116,7 @@ LOG = """\
 
 
 def test_parse_nmt_train_log_reads_rates_with_k_suffix_and_times():
-    windows = bm.parse_nmt_train_log(LOG)
+    windows = logs.parse_nmt_train_log(LOG)
     assert [(w.step, w.tokens_per_s, w.time) for w in windows] == [
         (5, 150.0, 30.0),
         (10, 1200.0, 40.0),
@@ -124,12 +126,12 @@ def test_parse_nmt_train_log_reads_rates_with_k_suffix_and_times():
 
 def test_parse_nmt_train_log_without_time_prefix():
     text = "step 50/100000 loss 7.8526 lr 0.0005 gnorm 1.64 3.0k tok/s elapsed 0:01:56 eta 0:43:03"
-    (window,) = bm.parse_nmt_train_log(text + "\nnot a step line 2.0k tok/s\n")
+    (window,) = logs.parse_nmt_train_log(text + "\nnot a step line 2.0k tok/s\n")
     assert (window.step, window.tokens_per_s, window.time) == (50, 3000.0, None)
 
 
 def test_steady_rate_skips_the_first_window_and_weights_by_duration():
-    rate = bm.steady_rate([bm.parse_nmt_train_log(LOG)], skip=1)
+    rate = logs.steady_rate([logs.parse_nmt_train_log(LOG)], skip=1)
     # windows 2 and 3: 1200 tok/s for 10 s, 900 tok/s for 20 s -> 30000 tokens / 30 s
     assert rate.tokens_per_s == pytest.approx(1000.0)
     assert rate.step_seconds == pytest.approx(3.0)  # 30 s over 10 steps
@@ -137,17 +139,17 @@ def test_steady_rate_skips_the_first_window_and_weights_by_duration():
 
 
 def test_steady_rate_skips_the_first_window_of_every_run_and_means_without_times():
-    run1 = [bm.LogWindow(2, 100.0), bm.LogWindow(4, 300.0), bm.LogWindow(6, 500.0)]
-    run2 = [bm.LogWindow(8, 10_000.0), bm.LogWindow(10, 700.0)]  # resumed run: 8 is warm-up
-    rate = bm.steady_rate([run1, run2], skip=1)
+    run1 = [logs.LogWindow(2, 100.0), logs.LogWindow(4, 300.0), logs.LogWindow(6, 500.0)]
+    run2 = [logs.LogWindow(8, 10_000.0), logs.LogWindow(10, 700.0)]  # resumed run: 8 is warm-up
+    rate = logs.steady_rate([run1, run2], skip=1)
     assert rate.tokens_per_s == pytest.approx((300 + 500 + 700) / 3)
     assert rate.step_seconds is None
     assert (rate.steps, rate.windows) == (6, 3)
 
 
 def test_steady_rate_without_windows_after_the_first_is_none():
-    assert bm.steady_rate([[bm.LogWindow(3, 100.0, 5.0)]], skip=1) is None
-    assert bm.steady_rate([], skip=1) is None
+    assert logs.steady_rate([[logs.LogWindow(3, 100.0, 5.0)]], skip=1) is None
+    assert logs.steady_rate([], skip=1) is None
 
 
 # ---- inputs of an exact number of pieces
@@ -177,7 +179,7 @@ def tiny_spm(tmp_path_factory):
 @pytest.mark.parametrize("length", [1, 10, 25, 60])
 def test_build_length_inputs_gives_exact_piece_counts(tiny_spm, length):
     sp, lines = tiny_spm
-    texts = bm.build_length_inputs(lines, sp.encode, length, count=5)
+    texts = inputs.build_length_inputs(lines, sp.encode, length, count=5)
     assert len(texts) == 5
     assert [len(sp.encode(t)) for t in texts] == [length] * 5
     assert len(set(texts)) == 5  # different inputs
@@ -188,14 +190,14 @@ def test_build_length_inputs_gives_exact_piece_counts(tiny_spm, length):
 
 def test_build_length_inputs_fails_when_the_text_is_too_short(tiny_spm):
     sp, lines = tiny_spm
-    with pytest.raises(bm.BenchError, match="of 2 inputs of exactly 100000 pieces"):
-        bm.build_length_inputs(lines[:20], sp.encode, 100_000, count=2)
+    with pytest.raises(common.BenchError, match="of 2 inputs of exactly 100000 pieces"):
+        inputs.build_length_inputs(lines[:20], sp.encode, 100_000, count=2)
 
 
 def test_build_length_inputs_with_a_counting_encoder():
     # one piece per character (spaces included): exact lengths need whole-word boundaries
     sentences = ["ab cd", "efg", "h ij kl"]
-    texts = bm.build_length_inputs(sentences, list, 5, count=2)
+    texts = inputs.build_length_inputs(sentences, list, 5, count=2)
     assert texts == ["ab cd", "efg h"]
 
 
@@ -203,7 +205,7 @@ def test_build_length_inputs_with_a_counting_encoder():
 
 
 def test_format_table_aligns_escapes_and_leaves_none_empty():
-    table = bm.format_table(
+    table = md.format_table(
         [("system", "l"), ("tok/s", "r")], [["nmt | a", "1,234"], ["peer", None]]
     )
     assert table.splitlines() == [
@@ -216,18 +218,18 @@ def test_format_table_aligns_escapes_and_leaves_none_empty():
 
 def test_format_table_rejects_a_row_of_the_wrong_width():
     with pytest.raises(ValueError, match="2 cells, the table 3 columns"):
-        bm.format_table([("a", "l"), ("b", "l"), ("c", "l")], [[1, 2]])
+        md.format_table([("a", "l"), ("b", "l"), ("c", "l")], [[1, 2]])
 
 
 def test_fmt():
-    assert bm.fmt(12345.678, 1) == "12,345.7"
-    assert bm.fmt(None) == ""
-    assert bm.fmt(float("nan"), missing="n/a") == "n/a"
+    assert md.fmt(12345.678, 1) == "12,345.7"
+    assert md.fmt(None) == ""
+    assert md.fmt(float("nan"), missing="n/a") == "n/a"
 
 
 def test_pick_batch_tokens_scales_the_closest_measurement():
-    assert bm.pick_batch_tokens({1024: 54.1, 4096: 208.6}, 64) == 1208
-    assert bm.pick_batch_tokens({1200: 63.0, 1024: 54.0}, 64) == 1216
+    assert inputs.pick_batch_tokens({1024: 54.1, 4096: 208.6}, 64) == 1208
+    assert inputs.pick_batch_tokens({1200: 63.0, 1024: 54.0}, 64) == 1216
 
 
 def test_finish_decode_row_cancels_start_up():
@@ -238,7 +240,7 @@ def test_finish_decode_row_cancels_start_up():
         "head_lines": 100,
         "pieces": [2] * 100 + [4] * 900,
     }
-    out = bm.finish_decode_row(row, head_lines=100)
+    out = inputs.finish_decode_row(row, head_lines=100)
     assert out["sentences_per_s"] == pytest.approx(900 / 18)
     assert out["pieces_per_s"] == pytest.approx(3600 / 18)
     assert out["mean_pieces"] == pytest.approx(3.8)
@@ -253,11 +255,11 @@ def test_bad_sections_are_a_usage_error(sections, capsys):
 
 
 def test_planned_budget_covers_the_selected_sections():
-    budget = bm.planned_budget(bm.FULL, [1, 3, 5], peer=True)
+    budget = plan.planned_budget(plan.FULL, [1, 3, 5], peer=True)
     assert sorted(budget) == [1, 3, 5]
     assert all(v > 0 for v in budget.values())
-    assert sum(bm.planned_budget(bm.QUICK, [1, 2, 3, 5], peer=False).values()) < sum(
-        bm.planned_budget(bm.FULL, [1, 2, 3, 5], peer=False).values()
+    assert sum(plan.planned_budget(plan.QUICK, [1, 2, 3, 5], peer=False).values()) < sum(
+        plan.planned_budget(plan.FULL, [1, 2, 3, 5], peer=False).values()
     )
 
 
@@ -274,13 +276,13 @@ def test_peer_steady_rate_skips_zero_and_first_reports_and_weights_by_duration()
         reports=[_report(0.0, 0), _report(0.5, 999), _report(0.5, 1000), _report(0.25, 400)]
     )
     run2 = SimpleNamespace(reports=[_report(0.5, 600)])  # a single report is kept
-    rate = bm.peer_steady_rate([run1, run2], batch_size=64)
+    rate = logs.peer_steady_rate([run1, run2], batch_size=64)
     # kept: (0.5, 1000), (0.25, 400), (0.5, 600); durations 2, 4, 2 s per window of 1 step
     assert rate["windows"] == 3
     assert rate["tokens_per_s"] == pytest.approx((2000 + 1600 + 1200) / 8)
     assert rate["tokens_per_s_nmt"] == pytest.approx(600 + 3 * 64 / 8)
     assert rate["step_seconds"] == pytest.approx(8 / 3)
-    empty = bm.peer_steady_rate([SimpleNamespace(reports=[_report(0.0, 0)])], batch_size=64)
+    empty = logs.peer_steady_rate([SimpleNamespace(reports=[_report(0.0, 0)])], batch_size=64)
     assert empty["tokens_per_s"] is None and empty["windows"] == 0
 
 
@@ -289,8 +291,8 @@ def test_parse_parameters_from_the_nmt_train_log():
         "[   107.330] training /w/s2/nmt_bt1144: 1 replica(s), precision float32, "
         "22,527,808 parameters, 29000 training pairs (0 with an empty side)\n"
     )
-    assert bm.parse_parameters("noise\n" + line) == 22_527_808
-    assert bm.parse_parameters("step 5/20 loss 8.9 150 tok/s\n") is None
+    assert logs.parse_parameters("noise\n" + line) == 22_527_808
+    assert logs.parse_parameters("step 5/20 loss 8.9 150 tok/s\n") is None
 
 
 # ---- section 3: the same output limit for both same-size models
@@ -316,7 +318,7 @@ def test_limited_model_dir_sets_an_absolute_limit_on_the_same_checkpoints(tmp_pa
 
     model = _model_dir(tmp_path / "model")
     original = (model / "config.yaml").read_bytes()
-    view = bm.limited_model_dir(model, tmp_path / "s3" / "model_max50", 50)
+    view = inputs.limited_model_dir(model, tmp_path / "s3" / "model_max50", 50)
     config = read_config(view)
     assert (config.decode.max_length_a, config.decode.max_length_b) == (50.0, 0.0)
     assert config.decode.min_length == 0
@@ -328,7 +330,7 @@ def test_limited_model_dir_sets_an_absolute_limit_on_the_same_checkpoints(tmp_pa
     assert Path(str(prefix) + ".index").resolve() == model / "checkpoints" / "ckpt-5.index"
     assert (view / "joint.model").read_bytes() == b"spm"
     assert sorted(p.name for p in view.iterdir()) == sorted(p.name for p in model.iterdir())
-    again = bm.limited_model_dir(model, view, 7, 7)  # rebuilt over the earlier one
+    again = inputs.limited_model_dir(model, view, 7, 7)  # rebuilt over the earlier one
     assert read_config(again).decode.max_length_a == 7.0
     assert read_config(again).decode.min_length == 7
     assert (model / "checkpoints" / "ckpt-5.index").exists()  # links removed, not targets
@@ -337,33 +339,34 @@ def test_limited_model_dir_sets_an_absolute_limit_on_the_same_checkpoints(tmp_pa
 
 def test_limited_model_dir_rejects_a_bad_limit_or_directory(tmp_path):
     model = _model_dir(tmp_path / "model")
-    with pytest.raises(bm.BenchError, match="at least 1, got 0"):
-        bm.limited_model_dir(model, tmp_path / "view", 0)
-    with pytest.raises(bm.BenchError, match=r"minimum decoding length must be in 0\.\.5, got 6"):
-        bm.limited_model_dir(model, tmp_path / "view", 5, 6)
-    with pytest.raises(bm.BenchError, match="not a model directory"):
-        bm.limited_model_dir(tmp_path, tmp_path / "view", 50)
+    with pytest.raises(common.BenchError, match="at least 1, got 0"):
+        inputs.limited_model_dir(model, tmp_path / "view", 0)
+    message = r"minimum decoding length must be in 0\.\.5, got 6"
+    with pytest.raises(common.BenchError, match=message):
+        inputs.limited_model_dir(model, tmp_path / "view", 5, 6)
+    with pytest.raises(common.BenchError, match="not a model directory"):
+        inputs.limited_model_dir(tmp_path, tmp_path / "view", 50)
     (model / "config.yaml").write_text("decode: [1, 2]\n", encoding="utf-8")
-    with pytest.raises(bm.BenchError, match=r"config\.yaml: decode: not a mapping"):
-        bm.limited_model_dir(model, tmp_path / "view", 50)
+    with pytest.raises(common.BenchError, match=r"config\.yaml: decode: not a mapping"):
+        inputs.limited_model_dir(model, tmp_path / "view", 50)
     assert not (tmp_path / "view").exists()
 
 
 def test_matched_decode_batch_tokens():
     # mean source length 14 pieces + EOS = 15, x 32 sentences = 480
-    assert bm.matched_decode_batch_tokens([13, 14, 15]) == 480
-    assert bm.matched_decode_batch_tokens([13, 14, 15], sentences=2) == 32  # 30 -> 32
-    assert bm.matched_decode_batch_tokens([0]) == 32  # 1 x 32
-    assert bm.matched_decode_batch_tokens([0], sentences=1) == 8  # at least one multiple
-    with pytest.raises(bm.BenchError, match="no source lines"):
-        bm.matched_decode_batch_tokens([])
+    assert inputs.matched_decode_batch_tokens([13, 14, 15]) == 480
+    assert inputs.matched_decode_batch_tokens([13, 14, 15], sentences=2) == 32  # 30 -> 32
+    assert inputs.matched_decode_batch_tokens([0]) == 32  # 1 x 32
+    assert inputs.matched_decode_batch_tokens([0], sentences=1) == 8  # at least one multiple
+    with pytest.raises(common.BenchError, match="no source lines"):
+        inputs.matched_decode_batch_tokens([])
 
 
 def test_decode_length_options_and_default_model():
     args = bm.parse_args([])
-    assert args.decode_max_length == bm.DEFAULT_DECODE_MAX_LENGTH == 15
+    assert args.decode_max_length == common.DEFAULT_DECODE_MAX_LENGTH == 15
     assert args.decode_min_length == 15  # exactly L pieces unless told otherwise
-    assert args.model == Path("/work/runs/ende_b")
+    assert args.model == Path("runs") / "ende_b"  # relative: no machine path
     longer = bm.parse_args(["--decode-max-length", "80"])
     assert (longer.decode_max_length, longer.decode_min_length) == (80, 80)
     free = bm.parse_args(["--decode-max-length", "50", "--decode-min-length", "0"])
@@ -384,19 +387,19 @@ def test_bad_decode_max_length_is_a_usage_error(capsys):
 
 
 def test_planned_decoding_grows_with_the_output_limit():
-    short = bm.planned_budget(bm.FULL, [2, 3], peer=True, decode_max_length=50)
-    long = bm.planned_budget(bm.FULL, [2, 3], peer=True, decode_max_length=250)
+    short = plan.planned_budget(plan.FULL, [2, 3], peer=True, decode_max_length=50)
+    long = plan.planned_budget(plan.FULL, [2, 3], peer=True, decode_max_length=250)
     assert long[2] == short[2] and long[3] > short[3]
     # worst case: 1100 lines (full + head) of the same-size models at beams 5 and 1: ours
     # twice (its own batch and the peer's), the peer's once
     extra = sum(
-        1100 * (bm.babble_seconds_per_line(b, 250, p) - bm.babble_seconds_per_line(b, 50, p))
+        1100 * (plan.babble_seconds_per_line(b, 250, p) - plan.babble_seconds_per_line(b, 50, p))
         for b in (5, 1)
         for p in (False, False, True)
     )
     assert long[3] - short[3] == pytest.approx(extra)
-    no_peer = bm.planned_budget(bm.FULL, [3], peer=False, decode_max_length=250)
-    assert no_peer[3] < bm.planned_budget(bm.FULL, [3], peer=True, decode_max_length=250)[3]
-    assert bm.babble_seconds_per_line(5, 100, peer=True) == pytest.approx(
-        2 * bm.babble_seconds_per_line(5, 50) * bm.PEER_STEP_FACTOR
+    no_peer = plan.planned_budget(plan.FULL, [3], peer=False, decode_max_length=250)
+    assert no_peer[3] < plan.planned_budget(plan.FULL, [3], peer=True, decode_max_length=250)[3]
+    assert plan.babble_seconds_per_line(5, 100, peer=True) == pytest.approx(
+        2 * plan.babble_seconds_per_line(5, 50) * plan.PEER_STEP_FACTOR
     )

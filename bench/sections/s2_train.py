@@ -1,0 +1,269 @@
+"""Section 2: training throughput, NMTSmallV1 shape, nmt vs OpenNMT-tf."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bench.common import NMT_A, NMT_B, NOT_RUN, PEER_BATCH, PEER_NAME, SECTION_TITLES, BenchError
+from bench.logs import LogWindow, parse_parameters, peer_steady_rate, steady_rate
+from bench.markdown import fmt, format_table, mib
+
+if TYPE_CHECKING:
+    from bench.context import Benchmark
+
+
+@dataclass
+class TrainSeries:
+    """Alternating runs of one system in section 2."""
+
+    name: str
+    model_dir: Path
+    batch: str  # how batches are made, for the table
+    runs: list[Any] = field(default_factory=list)  # ProcResult (ours) or PeerTrainRun
+    windows: list[list[LogWindow]] = field(default_factory=list)
+    steps: int = 0
+
+
+def run(ctx: Benchmark) -> dict:
+    """Vocabulary, matmul ceiling, batch statistics and the alternating training runs."""
+    plan, root = ctx.plan, ctx.workdir / "s2"
+    spm = ctx.spm_model()
+    ctx.ensure_peer()
+    ceiling, proc = ctx.run_worker(
+        "matmul",
+        {
+            "shapes": [
+                [plan.matmul_square] * 3,
+                [64, 1024, 2048],  # LSTM layer, batch 64: [x; h] (512 + 512) -> 4 x 512
+                [64, 1536, 2048],  # first decoder layer with input feeding
+                [2048, 512, 64],  # our feature-major recurrent step (4u, u) . (u, B)
+                [64, 512, 8000],  # output projection onto the 8k vocabulary
+            ],
+            "trials": plan.matmul_trials,
+            "seconds_per_trial": 0.5 if not ctx.args.quick else 0.1,
+        },
+        "s2_matmul",
+    )
+    stats = ctx.batch_stats(spm, [1024, 4096], "s2_batchstats", target_sentences=PEER_BATCH)
+    matched = stats["chosen"]
+    by_bt = {r["batch_tokens"]: r for r in stats["rows"]}
+    if root.exists():
+        shutil.rmtree(root)  # fresh models: step counts as planned
+    root.mkdir(parents=True)
+    ours_a = TrainSeries(NMT_A, root / f"nmt_bt{matched}", f"batch_tokens {matched}")
+    ours_b = TrainSeries(NMT_B, root / "nmt_bt4096", "batch_tokens 4096")
+    peer = TrainSeries(PEER_NAME, root / "onmt", f"{PEER_BATCH} examples")
+    configs = {
+        "a": ctx.small_v1_yaml(matched, root / f"nmt_bt{matched}.yaml"),
+        "b": ctx.small_v1_yaml(4096, root / "nmt_bt4096.yaml"),
+    }
+    commands: list[str] = []
+    for r in range(plan.rounds):
+        for key, series, steps, every in (
+            ("a", ours_a, plan.steps_matched, plan.log_matched),
+            ("peer", peer, plan.steps_matched, None),
+            ("b", ours_b, plan.steps_4096, plan.log_4096),
+        ):
+            if key == "peer":
+                if ctx.args.skip_peer:
+                    continue
+                run = ctx.peer_train(series.model_dir, series.steps + steps)
+                series.runs.append(run)
+                series.steps = run.final_step
+                ctx.record(
+                    2,
+                    series.name,
+                    f"train round {r + 1}",
+                    run.wall_seconds,
+                    run.cpu_seconds,
+                    run.peak_rss_bytes,
+                )
+                if r == 0:
+                    commands.append(shlex.join(run.command))
+                continue
+            total = series.steps + steps
+            label = f"s2_train_{key}_round{r + 1}"
+            proc, windows = ctx.nmt_train(configs[key], series.model_dir, total, every, label)
+            if not windows or windows[-1].step != total:
+                raise BenchError(f"{proc.log}: no report line for step {total}")
+            series.runs.append(proc)
+            series.windows.append(windows)
+            series.steps = total
+            ctx.record(2, series.name, f"train round {r + 1}", proc.wall, proc.cpu, proc.peak_rss)
+            if r == 0:
+                commands.append(shlex.join(proc.command))
+    out = {
+        "matmul": ceiling,
+        "matmul_threads": ceiling.get("threads"),
+        "batchstats": stats["rows"],
+        "matched_batch_tokens": matched,
+        "commands": commands,
+        "systems": [],
+    }
+    for series, bt in ((ours_a, matched), (ours_b, 4096)):
+        rate = steady_rate(series.windows, skip=1)
+        st = by_bt[bt]
+        gflops = None
+        if rate and rate.step_seconds:
+            gflops = st["mean_flops"] / rate.step_seconds / 1e9
+        out["systems"].append(
+            {
+                "name": series.name,
+                "batch": series.batch,
+                "model_dir": str(series.model_dir),
+                "mean_sentences": st["mean_sentences"],
+                "mean_tokens": st["mean_tokens"],
+                "steps": series.steps,
+                "tokens_per_s": rate.tokens_per_s if rate else None,
+                "tokens_per_s_nmt": rate.tokens_per_s if rate else None,
+                "step_seconds": rate.step_seconds if rate else None,
+                "timed_steps": rate.steps if rate else 0,
+                "gflops": gflops,
+                "flops_per_step": st["mean_flops"],
+                "cpu": sum(p.cpu for p in series.runs),
+                "wall": sum(p.wall for p in series.runs),
+                "peak_rss": max(p.peak_rss for p in series.runs),
+                "runs": len(series.runs),
+                "num_params": parse_parameters(series.runs[0].text),
+            }
+        )
+    if ctx.args.skip_peer:
+        out["systems"].append({"name": peer.name, "batch": peer.batch, "not_run": True})
+    else:
+        out["systems"].append(peer_train_summary(ctx, peer))
+    out["processes"] = [p for p in ctx.procs if p["section"] == 2]
+    ctx.results["2"] = out
+    ctx.save_results()
+    return out
+
+
+def peer_train_summary(ctx: Benchmark, series: TrainSeries) -> dict:
+    rate = peer_steady_rate(series.runs, PEER_BATCH)
+    return {
+        "name": series.name,
+        "batch": series.batch,
+        "model_dir": str(series.model_dir),
+        "mean_sentences": float(PEER_BATCH),
+        "steps": series.steps,
+        "timed_steps": rate["windows"] * ctx.plan.peer_report_every,
+        "gflops": None,
+        "cpu": sum(r.cpu_seconds for r in series.runs),
+        "wall": sum(r.wall_seconds for r in series.runs),
+        "peak_rss": max(r.peak_rss_bytes for r in series.runs),
+        "runs": len(series.runs),
+        "num_params": series.runs[0].num_params,
+        "tokens_per_s": rate["tokens_per_s"],
+        "tokens_per_s_nmt": rate["tokens_per_s_nmt"],
+        "step_seconds": rate["step_seconds"],
+    }
+
+
+def render(ctx: Benchmark, out: dict) -> str:
+    columns = [
+        ("system", "l"),
+        ("batching", "l"),
+        ("mean sentences/batch", "r"),
+        ("steps (runs)", "r"),
+        ("tok/s, own count (steady)", "r"),
+        ("tok/s, as nmt counts", "r"),
+        ("step s", "r"),
+        ("GFLOP/s", "r"),
+        ("CPU s (all runs)", "r"),
+        ("wall s (all runs)", "r"),
+        ("peak RSS MiB", "r"),
+    ]
+    rows = []
+    for s in out["systems"]:
+        if s.get("not_run"):
+            rows.append([s["name"], s["batch"], *[NOT_RUN] * (len(columns) - 2)])
+            continue
+        rows.append(
+            [
+                s["name"],
+                s["batch"],
+                fmt(s["mean_sentences"], 1),
+                f"{s['steps']} ({s['runs']})",
+                fmt(s["tokens_per_s"]),
+                fmt(s["tokens_per_s_nmt"]),
+                fmt(s["step_seconds"], 2),
+                fmt(s["gflops"], 1, missing="n/a"),
+                fmt(s["cpu"]),
+                fmt(s["wall"]),
+                fmt(mib(s["peak_rss"])),
+            ]
+        )
+    ceiling = format_table(
+        [("tf.matmul (m x k) . (k x n)", "l"), ("ms", "r"), ("GFLOP/s", "r")],
+        [
+            [
+                "({0} x {1}) . ({1} x {2})".format(*r["shape"]),
+                fmt(r["seconds"] * 1e3, 2),
+                fmt(r["gflops"], 1),
+            ]
+            for r in out["matmul"]["rows"]
+        ],
+    )
+    a, b = out["systems"][0], out["systems"][1]
+    peer = out["systems"][2]
+    params = f", {peer['num_params']:,} parameters" if peer.get("num_params") else ""
+    ours = f" ({a['num_params']:,} parameters)" if a.get("num_params") else ""
+    lines = [
+        f"### {SECTION_TITLES[2]}",
+        "",
+        ctx.provenance(),
+        "",
+        "Both systems train the same model shape (2 x 512 unidirectional LSTM encoder and "
+        "decoder, 512-dim embeddings, Luong general attention, input feeding, dropout 0.3, "
+        "no residual, encoder states copied to the decoder, Adam 2e-4, label smoothing 0.1) "
+        f"on Multi30k {ctx.pair} train with the same 8k joint SentencePiece model, from "
+        f"scratch, in {ctx.plan.rounds} alternating rounds (nmt (a) "
+        f"{ctx.plan.steps_matched} steps, OpenNMT-tf {ctx.plan.steps_matched} steps, "
+        f"nmt (b) {ctx.plan.steps_4096} steps, then again), every run continuing from its "
+        f"own last checkpoint. Ours{ours} runs `nmt train`; the peer is OpenNMT-tf "
+        "`NMTSmallV1` with `--auto_config` "
+        f"(batch {PEER_BATCH} examples{params}), run config written by "
+        "scripts/bench_peer.py. nmt (a) uses the batch_tokens whose mean batch holds about "
+        f"{PEER_BATCH} sentences, measured on up to {ctx.plan.batch_sample} batches of "
+        "the real pipeline; nmt (b) our recommended 4096. Our run config is "
+        "scripts/bench_train.py's `small_v1_config` with `vocab.path` set to the shared "
+        "SentencePiece model, written to the workdir (`nmt_bt*.yaml`).",
+        "",
+        "Steady-state tokens/s is each tool's own figure from its own log, leaving out the "
+        "first report of every run (tracing, pipeline warm-up), averaged over the other "
+        "report windows weighted by their duration. nmt (a report every "
+        f"{ctx.plan.log_matched} steps for (a), {ctx.plan.log_4096} for (b)) counts "
+        "non-pad source pieces + EOS and target pieces + EOS; OpenNMT-tf (a report every "
+        f"{ctx.plan.peer_report_every} steps) counts source pieces and target pieces + 1, "
+        "i.e. one token per source sentence fewer: `as nmt counts` adds it back (steps/s x "
+        "64). step s = wall time between report lines / steps (the peer: 1 / its steps/s). "
+        "GFLOP/s (nmt) = matmul FLOPs of forward + backward per step "
+        "(scripts/bench_train.py `step_flops`: padded batches, 3 x forward, element-wise "
+        "work and Adam left out, so a lower bound of the work) averaged over the sampled "
+        "batches of that batch_tokens / step s. CPU seconds, wall seconds and peak RSS are "
+        "of the processes (os.wait4), start-up and checkpoint writing included.",
+        "",
+        format_table(columns, rows),
+        "",
+        "Matrix-product ceiling measured in the same run (float32 `tf.matmul`, eager, median "
+        f"of {ctx.plan.matmul_trials} trials, "
+        f"{out.get('matmul_threads') or 'default'} intra-op threads): the square product "
+        "is the best case; the batch-64 shapes are the products a step of this model is "
+        "made of (LSTM layer [x; h] -> 4 gates, the input-feeding first decoder layer, our "
+        "feature-major recurrent step, the 8k output projection).",
+        "",
+        ceiling,
+        "",
+        f"Batch statistics of our pipeline (sampled): {a['batch']} -> "
+        f"{a['mean_sentences']:.1f} sentences, {a['mean_tokens']:.0f} tokens per batch; "
+        f"{b['batch']} -> {b['mean_sentences']:.1f} sentences, {b['mean_tokens']:.0f} "
+        "tokens.",
+        "",
+        "Commands of the first round:",
+        "",
+        *[f"    {c}" for c in out["commands"]],
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,317 @@
+"""Section 3: decoding test2016, nmt vs OpenNMT-tf, and the recommended model."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+from bench.common import (
+    NMT_A,
+    NMT_A_MATCHED,
+    NOT_RUN,
+    PEER_INFER_BATCH,
+    PEER_NAME,
+    SECTION_TITLES,
+    BenchError,
+)
+from bench.inputs import (
+    finish_decode_row,
+    limited_model_dir,
+    matched_decode_batch_tokens,
+    spm_processor,
+    target_spm,
+)
+from bench.markdown import fmt, format_table, mib, write_atomic
+from bench.proc import nmt_cli
+
+if TYPE_CHECKING:
+    from bench.context import Benchmark
+
+
+def head_file(ctx: Benchmark, source: Path, lines: int, dest: Path) -> Path:
+    with open(source, encoding="utf-8") as f:
+        text = "".join(line for _, line in zip(range(lines), f, strict=False))
+    return write_atomic(dest, text)
+
+
+def run(ctx: Benchmark) -> dict:
+    from nmt.evaluation import score
+
+    plan, root = ctx.plan, ctx.workdir / "s3"
+    s2 = ctx.results.get("2")
+    need_train = not s2 or not Path(s2["systems"][0]["model_dir"]).exists()
+    if not need_train and not ctx.args.skip_peer:
+        need_train = (
+            s2["systems"][2].get("not_run") or not Path(s2["systems"][2]["model_dir"]).exists()
+        )
+    if need_train:
+        ctx.log("section 3 needs the section 2 models: training them first")
+        s2 = ctx.section2_train()
+    root.mkdir(parents=True, exist_ok=True)
+    test_src = ctx.corpus("test2016", ctx.src_lang)
+    test_ref = ctx.corpus("test2016", ctx.tgt_lang)
+    n_file = sum(1 for _ in open(test_src, encoding="utf-8"))
+    n_full = min(plan.test_lines or n_file, n_file)
+    full_src = test_src
+    if n_full < n_file:
+        full_src = head_file(ctx, test_src, n_full, root / f"test_{n_full}.{ctx.src_lang}")
+    head_src = head_file(ctx, test_src, plan.head_lines, root / f"head.{ctx.src_lang}")
+    ref_lines = test_ref.read_text(encoding="utf-8").splitlines()[:n_full]
+    model = ctx.args.model
+    if not (model / "config.yaml").exists():
+        raise BenchError(f"{model}: not a model directory (give --model)")
+    max_length, min_length = ctx.args.decode_max_length, ctx.args.decode_min_length
+    small_dir = Path(s2["systems"][0]["model_dir"])
+    limited = limited_model_dir(
+        small_dir,
+        root / f"{small_dir.name}_min{min_length}_max{max_length}",
+        max_length,
+        min_length,
+    )
+    ctx.log(
+        f"{limited}: {small_dir} with decode.max_length_a {max_length}, max_length_b 0, "
+        f"min_length {min_length}"
+    )
+    from nmt.config import load_config
+    from nmt.vocab import Vocab
+
+    sp = Vocab.load(small_dir).processor("source")
+    with open(full_src, encoding="utf-8") as f:
+        matched = matched_decode_batch_tokens([len(sp.encode(line.rstrip("\n"))) for line in f])
+    own_batch_tokens = load_config(limited / "config.yaml").decode.batch_tokens
+    systems = [(NMT_A, limited, "last", None), (NMT_A_MATCHED, limited, "last", matched)]
+    if not ctx.args.skip_peer:
+        ctx.ensure_peer()
+        peer_dir = Path(s2["systems"][2]["model_dir"])
+        systems.append((PEER_NAME, peer_dir, None, None))
+        peer_full = ctx.peer_data.test_src
+        if n_full < n_file:
+            peer_full = head_file(ctx, peer_full, n_full, root / f"test_{n_full}.pieces")
+        peer_head = head_file(ctx, ctx.peer_data.test_src, plan.head_lines, root / "head.pieces")
+    systems.append((f"nmt recommended ({model.name})", model, "best", None))
+    rows = []
+    for beam in plan.beams:
+        for name, model_dir, checkpoint, batch_tokens in systems:
+            row: dict[str, Any] = {"system": name, "beam": beam}
+            tag = re.sub(r"\W+", "_", f"{name.split(' ')[0]}_{model_dir.name}")
+            if batch_tokens:
+                tag += f"_bt{batch_tokens}"
+            for part in ("full", "head"):
+                out = root / f"{tag}_beam{beam}_{part}.txt"
+                if checkpoint is None:
+                    pieces_src = peer_full if part == "full" else peer_head
+                    run = peer_decode(ctx, model_dir, pieces_src, out, beam, max_length, min_length)
+                else:
+                    src = full_src if part == "full" else head_src
+                    run = nmt_decode(ctx, model_dir, checkpoint, src, out, beam, batch_tokens)
+                hyp = out.read_text(encoding="utf-8").splitlines()
+                what = f"beam {beam}, {part} ({len(hyp)} lines)"
+                ctx.record(3, name, what, run["wall"], run["cpu"], run["peak_rss"])
+                row[part] = {k: run[k] for k in ("wall", "cpu", "peak_rss")}
+                row[f"{part}_lines"] = len(hyp)
+                if part == "full":
+                    row.update(
+                        pieces=run["pieces"],
+                        bleu=score(hyp, ref_lines[: len(hyp)]).score,
+                        command=run["command"],
+                        batch=run["batch"],
+                        limit=run["limit"],
+                    )
+            rows.append(finish_decode_row(row, plan.head_lines))
+    out = {
+        "rows": rows,
+        "lines": n_full,
+        "head_lines": plan.head_lines,
+        "steps": s2["systems"][0]["steps"],
+        "max_length": max_length,
+        "min_length": min_length,
+        "batch_tokens": own_batch_tokens,
+        "limited_model_dir": str(limited),
+        "small_model_dir": str(small_dir),
+        "processes": [p for p in ctx.procs if p["section"] == 3],
+    }
+    ctx.results["3"] = out
+    ctx.save_results()
+    return out
+
+
+def nmt_decode(
+    ctx,
+    model_dir: Path,
+    checkpoint: str,
+    src: Path,
+    out: Path,
+    beam: int,
+    batch_tokens: Optional[int] = None,
+):
+    """`nmt translate` end to end (`--batch-tokens` when given, else the model's config);
+    output pieces by re-encoding our detokenized output."""
+    from nmt.config import load_config
+
+    command = [*nmt_cli(), "translate", src, "--model", model_dir, "--checkpoint", checkpoint]
+    command += ["--beam", str(beam), "-o", out, "--quiet"]
+    if batch_tokens:
+        command += ["--batch-tokens", str(batch_tokens)]
+    proc = ctx.run(command, f"s3_{out.stem}")
+    sp = spm_processor(target_spm(model_dir))
+    # SentencePiece decode + encode round-trips up to rare non-canonical segmentations.
+    pieces = [len(sp.encode(line)) for line in out.read_text(encoding="utf-8").splitlines()]
+    decode = load_config(model_dir / "config.yaml").decode
+    return {
+        "wall": proc.wall,
+        "cpu": proc.cpu,
+        "peak_rss": proc.peak_rss,
+        "pieces": pieces,
+        "command": shlex.join(proc.command),
+        "batch": f"{batch_tokens or decode.batch_tokens} tokens",
+        "limit": (
+            (f"{decode.min_length}-" if decode.min_length else "")
+            + (
+                f"{decode.max_length_a:g}"
+                if decode.max_length_b == 0
+                else f"{decode.max_length_a:g} + {decode.max_length_b:g} x (source + 1)"
+            )
+        ),
+    }
+
+
+def peer_decode(
+    ctx,
+    model_dir: Path,
+    pieces_src: Path,
+    out: Path,
+    beam: int,
+    max_length: int,
+    min_length: int = 0,
+):
+    """`onmt-main infer` end to end (bench_peer.infer_peer, `max_length` and
+    `min_length` as its maximum_ and minimum_decoding_length), then detokenized."""
+    out_pieces = out.with_suffix(".pieces")
+    ctx.log(f"{out.stem}: onmt-main infer {pieces_src} (beam {beam})")
+    with ctx.peer_errors():
+        run = ctx.peer.infer_peer(
+            ctx.peer_data,
+            model_dir,
+            pieces_src,
+            out_pieces,
+            beam=beam,
+            onmt_main=ctx.onmt_main,
+            max_decoding_length=max_length,
+            min_decoding_length=min_length,
+        )
+        ctx.peer.detokenize(out_pieces, ctx.peer_data.spm_model, out)
+    ctx.log(
+        f"{out.stem}: {run.wall_seconds:.1f} s wall, {run.cpu_seconds:.1f} s CPU, "
+        f"peak RSS {mib(run.peak_rss_bytes):.0f} MiB"
+    )
+    text = out_pieces.read_text(encoding="utf-8")
+    return {
+        "wall": run.wall_seconds,
+        "cpu": run.cpu_seconds,
+        "peak_rss": run.peak_rss_bytes,
+        "pieces": [len(line.split()) for line in text.splitlines()],
+        "command": shlex.join(run.command),
+        "batch": f"{run.batch_size} examples" if run.batch_size else "default",
+        "limit": (f"{run.min_decoding_length}-" if run.min_decoding_length else "")
+        + f"{run.max_decoding_length}",
+    }
+
+
+def render(ctx: Benchmark, out: dict) -> str:
+    columns = [
+        ("system", "l"),
+        ("beam", "r"),
+        ("BLEU", "r"),
+        ("end-to-end s", "r"),
+        ("CPU s", "r"),
+        ("peak RSS MiB", "r"),
+        (f"first {out['head_lines']} lines s", "r"),
+        ("steady sentences/s", "r"),
+        ("mean output pieces", "r"),
+        ("steady target pieces/s", "r"),
+        ("batch", "l"),
+        ("length limit", "l"),
+    ]
+    rows = []
+    for r in out["rows"]:
+        rows.append(
+            [
+                r["system"],
+                r["beam"],
+                fmt(r["bleu"], 2),
+                fmt(r["full"]["wall"], 1),
+                fmt(r["full"]["cpu"], 1),
+                fmt(mib(r["full"]["peak_rss"])),
+                fmt(r["head"]["wall"], 1),
+                fmt(r["sentences_per_s"], 1, missing="n/a"),
+                fmt(r["mean_pieces"], 1),
+                fmt(r["pieces_per_s"], missing="n/a"),
+                r["batch"],
+                r["limit"],
+            ]
+        )
+    if ctx.args.skip_peer:
+        for beam in ctx.plan.beams:
+            rows.append([PEER_NAME, beam, *[NOT_RUN] * (len(columns) - 2)])
+    commands = [r["command"] for r in out["rows"]]
+    n, h = out["lines"], out["head_lines"]
+    limit = out.get("max_length", ctx.args.decode_max_length)
+    least = out.get("min_length", 0)
+    limited = out.get("limited_model_dir", "")
+    if least == limit:
+        length_rule = (
+            f"both decode exactly {limit} pieces per sentence (besides the "
+            "end-of-sentence), so both do the same decoding work whatever their training: "
+            f"the peer with `params: minimum_decoding_length: {limit}` and "
+            f"`maximum_decoding_length: {limit}` in its infer config, ours through"
+        )
+    elif least:
+        length_rule = (
+            f"both decode {least} to {limit} pieces per sentence (besides the "
+            f"end-of-sentence): the peer with `params: minimum_decoding_length: {least}` "
+            f"and `maximum_decoding_length: {limit}` in its infer config, ours through"
+        )
+    else:
+        length_rule = (
+            "they may stop early or repeat pieces up to their length limit, hence the "
+            f"output length and pieces/s columns; both get the same limit of {limit} output "
+            "pieces (besides the end-of-sentence): the peer as "
+            f"`params: maximum_decoding_length: {limit}` in its infer config, ours through"
+        )
+    lines = [
+        f"### {SECTION_TITLES[3]}",
+        "",
+        ctx.provenance(),
+        "",
+        f"Source: the first {n} lines of test2016.{ctx.src_lang} (the peer reads the same "
+        "lines as SentencePiece pieces); BLEU: sacreBLEU (13a, cased) of the detokenized "
+        f"output against test2016.{ctx.tgt_lang}. The NMTSmallV1-shaped models are those "
+        f"of B2, both trained {out['steps']} steps (barely trained, so their BLEU is near "
+        f"0); {length_rule} "
+        f"`{limited}`, a copy of the B2 model directory's config.yaml with "
+        f"`decode.min_length: {least}`, `decode.max_length_a: {limit}` and "
+        "`decode.max_length_b: 0` beside links to its checkpoints and vocabulary "
+        f"(`--decode-min-length {least} --decode-max-length {limit}`). "
+        "end-to-end = wall time of the whole process (interpreter and TensorFlow start-up, "
+        "model loading, translation, writing the output). steady sentences/s = "
+        f"({n} - {h}) / (end-to-end time on the {n} lines - end-to-end time on the first "
+        f"{h}), the same for every system, which cancels start-up; steady target pieces/s "
+        "likewise with the pieces written for those lines. Output pieces: the peer's "
+        "tokenized output counted directly; ours is detokenized text, re-encoded with the "
+        "model's SentencePiece model. Otherwise the peer uses OpenNMT-tf's inference "
+        "defaults (batch in the table, length penalty 0) and ours the model's decode config "
+        f"(batches of {out.get('batch_tokens', 'its config')} source tokens), once more with "
+        f"`--batch-tokens` set for about the peer's {PEER_INFER_BATCH} sentences a batch "
+        '(the mean source length plus EOS times 32: "peer\'s batch"); '
+        "the recommended model decodes with its own config (length limit in the table, in "
+        "pieces).",
+        "",
+        format_table(columns, rows),
+        "",
+        f"Commands ({n} lines):",
+        "",
+        *[f"    {c}" for c in dict.fromkeys(commands)],
+    ]
+    return "\n".join(lines)
