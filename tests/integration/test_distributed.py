@@ -42,9 +42,14 @@ MIRRORED = textwrap.dedent(
     mirrored = train(tiny_config(root / "c", *common, "data.batch_tokens=64",
                                  "train.eval_every=4"),
                      root / "mirrored", strategy=strategy, log=Lines())
+    # mixed_float16 with dynamic loss scaling on the same two replicas.
+    half = train(tiny_config(root / "c", *common, "data.batch_tokens=64",
+                             "train.precision=mixed_float16", dev=False),
+                 root / "half", strategy=strategy, log=Lines())
     print(json.dumps({{"single": single.losses, "mirrored": mirrored.losses,
                       "replicas": [single.num_replicas, mirrored.num_replicas],
-                      "evaluations": mirrored.evaluations}}))
+                      "evaluations": mirrored.evaluations, "half": half.losses,
+                      "half_precision": [half.precision, half.num_replicas]}}))
     """
 )
 
@@ -69,6 +74,8 @@ def test_mirrored_two_devices_matches_single_device(tmp_path):
     assert evaluation["step"] == 4 and 0.0 <= evaluation["bleu"] <= 100.0
     assert np.isfinite(evaluation["dev_loss"])
     np.testing.assert_allclose(result["mirrored"], result["single"], rtol=1e-5)
+    assert result["half_precision"] == ["mixed_float16", 2]
+    np.testing.assert_allclose(result["half"], result["single"], rtol=1e-2)
     a = ckpt.load_model(tmp_path / "single", "last").model.get_weights()
     b = ckpt.load_model(tmp_path / "mirrored", "last").model.get_weights()
     for x, y in zip(a, b, strict=True):
