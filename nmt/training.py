@@ -25,7 +25,10 @@
    mixed_bfloat16 on a CPU with bfloat16 units (AVX512-BF16 or AMX), float32 on other CPUs;
    a resumed run keeps the precision it was started with. float16 uses
    `keras.optimizers.LossScaleOptimizer` (dynamic loss scaling); it unscales the gradients
-   before the inner optimizer clips them, so clipping sees true gradients.
+   before the inner optimizer clips them, so clipping sees true gradients. A step whose
+   gradients overflow (inf/NaN) changes no weight or optimizer slot and halves the scale;
+   its logged gnorm is inf, its loss stays finite, and the step counter (so the learning-rate
+   schedule) still advances. The scale and its growth counter are checkpointed and resumed.
    Variables stay float32. The global Keras policy is restored when `train` returns, and
    so is TensorFlow's op determinism, which `train.deterministic` turns on while training.
 4. Checkpoints every `train.checkpoint_every` steps and at the end (last

@@ -28,6 +28,7 @@ Usage:
     python scripts/bench_train.py [--data DIR] [--pair en-de] [--batch-tokens 4096]
                                   [--steps 8] [--warmup 2] [--batches 8] [--jit]
                                   [--variants nmt,keras] [--vocab-cache DIR] [--config F]
+                                  [--json FILE]
     python scripts/bench_train.py --config configs/multi30k_en_de.yaml --batch-tokens 1200 \
         --variants nmt:float32,nmt:mixed_bfloat16 --steps 20
 """
@@ -35,6 +36,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -63,6 +65,7 @@ def parse_args(argv=None):
     parser.add_argument("--vocab-cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--config", type=Path, help="model/train settings from this YAML")
+    parser.add_argument("--json", type=Path, help="also write the table's figures here")
     return parser.parse_args(argv)
 
 
@@ -273,8 +276,12 @@ def main(argv=None) -> int:
     print(header)
     print("|" + "---|" * 7)
     base = statistics.median(wall[variants[0]])
+    rows = []
     for name in variants:
         w, c = statistics.median(wall[name]), statistics.median(cpu[name])
+        rows.append({"variant": name, "wall_s": w, "cpu_s": c, "target_tok_s": tgt_per_step / w,
+                     "all_tok_s": all_per_step / w, "gflop_s": step_work / w / 1e9,
+                     "vs_first": base / w})  # fmt: skip
         print(
             f"| {name} | {w:.3f} | {c:.3f} | {tgt_per_step / w:,.0f} | {all_per_step / w:,.0f} | "
             f"{step_work / w / 1e9:.1f} | {base / w:.2f}x |"
@@ -284,6 +291,14 @@ def main(argv=None) -> int:
         gap = max(abs(a - b) for a, b in zip(losses[name], losses[variants[0]], strict=True))
         print(f"largest |loss difference| {name} vs {variants[0]} over timed steps: {gap:.2e}")
     print(f"work per step: {step_work / 1e9:.1f} GFLOP (matmuls, forward + backward, padded)")
+    if args.json:
+        gaps = {
+            name: max(abs(a - b) for a, b in zip(losses[name], losses[variants[0]], strict=True))
+            for name in variants[1:]
+        }
+        args.json.write_text(json.dumps({"batch_tokens": args.batch_tokens, "rows": rows,
+                                         "loss_gap": gaps, "steps": args.steps,
+                                         "shapes": shapes}, indent=1) + "\n")  # fmt: skip
     return 0
 
 

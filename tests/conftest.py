@@ -1,4 +1,5 @@
-"""Shared test setup: quiet TensorFlow, the `slow` marker, the Multi30k location."""
+"""Shared test setup: quiet TensorFlow, the `slow` marker, the Multi30k location, and `gpu`
+tests skipped where TensorFlow sees no GPU."""
 
 import os
 from pathlib import Path
@@ -17,3 +18,23 @@ def multi30k_dir() -> Path:
     if not (MULTI30K / "train.en").exists():
         pytest.skip(f"Multi30k not found at {MULTI30K} (set NMT_MULTI30K to its directory)")
     return MULTI30K
+
+
+def _gpu_visible() -> bool:
+    """Whether TensorFlow sees a GPU. Without an NVIDIA driver on the machine the answer is no
+    without importing TensorFlow (collection stays as fast as before)."""
+    import glob
+
+    if not (glob.glob("/dev/nvidia[0-9]*") or os.path.isdir("/proc/driver/nvidia")):
+        return False
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def pytest_collection_modifyitems(config, items):
+    gpu_items = [item for item in items if item.get_closest_marker("gpu")]
+    if gpu_items and not _gpu_visible():
+        skip = pytest.mark.skip(reason="no GPU visible to TensorFlow")
+        for item in gpu_items:
+            item.add_marker(skip)

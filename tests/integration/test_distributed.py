@@ -43,10 +43,15 @@ MIRRORED = textwrap.dedent(
     mirrored = train(tiny_config(root / "c", *common, "data.batch_tokens=64",
                                  "train.eval_every=4"),
                      root / "mirrored", strategy=strategy, log=Lines())
+    # mixed_float16 with dynamic loss scaling on the same two replicas.
+    half = train(tiny_config(root / "c", *common, "data.batch_tokens=64",
+                             "train.precision=mixed_float16", dev=False),
+                 root / "half", strategy=strategy, log=Lines())
     print(json.dumps({{"single": single.losses, "mirrored": mirrored.losses,
                       "replicas": [single.num_replicas, mirrored.num_replicas],
                       "evaluations": mirrored.evaluations,
-                      "single_evaluations": single.evaluations}}))
+                      "single_evaluations": single.evaluations, "half": half.losses,
+                      "half_precision": [half.precision, half.num_replicas]}}))
     """
 )
 
@@ -74,6 +79,8 @@ def test_mirrored_two_devices_matches_single_device(tmp_path):
     assert np.isfinite(evaluation["dev_loss"])
     assert evaluation["dev_loss"] == pytest.approx(reference["dev_loss"], rel=1e-4)
     np.testing.assert_allclose(result["mirrored"], result["single"], rtol=1e-5)
+    assert result["half_precision"] == ["mixed_float16", 2]
+    np.testing.assert_allclose(result["half"], result["single"], rtol=1e-2)
     a = ckpt.load_model(tmp_path / "single", "last").model.get_weights()
     b = ckpt.load_model(tmp_path / "mirrored", "last").model.get_weights()
     for x, y in zip(a, b, strict=True):
