@@ -15,7 +15,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 # Float rounding differs between CPUs (SIMD widths, oneDNN kernels) and may flip a few of the
 # 500 test translations; one flipped word moves the score by about 0.05.
 TOLERANCE = 1.0
-STATED = re.compile(r"demo test set: \*\*(\d+\.\d) BLEU\*\* \(beam 5, (\d+) steps")
+STATED = re.compile(r"demo test set: \*\*(\d+\.\d) BLEU\*\* \(beam 5,\s+(\d+) steps")
 
 
 def readme_figure() -> tuple[float, int]:
