@@ -409,7 +409,8 @@ def vocab_command(sources, targets, output, config_path, model_type, size, chara
         raise click.UsageError("give --source and --target (or a --config with data.train_*)")
     from nmt.vocab import train_vocab
 
-    vocab = train_vocab(vocab_config, sources, targets, output)
+    options = {"size": "--size {}", "character_coverage": "--character-coverage {}"}
+    vocab = train_vocab(vocab_config, sources, targets, output, options=options)
     kind = f"{vocab_config.model_type}, seed {vocab_config.seed}"
     click.echo(f"wrote {vocab.source_model_path} ({vocab.source_size} pieces, {kind})")
     if not vocab.joint:

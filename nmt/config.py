@@ -102,7 +102,8 @@ class TrainConfig:
     eval_every: int = 500
     eval_bleu: bool = True  # greedy sacreBLEU on the dev set at each evaluation
     early_stopping: int = 0  # evaluations without BLEU gain before stopping; 0 disables
-    log_every: int = 50
+    log_every: int = 50  # a log line every this many steps ...
+    log_every_seconds: float = 30.0  # ... and after this many seconds of training; 0: never
     seed: int = 1234
     precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = "auto"
     jit: bool = False

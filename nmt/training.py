@@ -70,7 +70,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from nmt import checkpoints as ckpt
-from nmt import constants, fileio, interrupts, locking
+from nmt import constants, fileio, interrupts, locking, progress
 from nmt.config import Config, TrainConfig, from_dict, save_config
 from nmt.errors import CheckpointError, ConfigError, NmtError
 from nmt.precision import explain_precision
@@ -167,6 +167,11 @@ def check_train_config(config: Config) -> None:
         raise ConfigError(f"train.min_learning_rate must be >= 0, got {train.min_learning_rate}")
     if train.max_minutes is not None and train.max_minutes <= 0:
         raise ConfigError(f"train.max_minutes must be positive, got {train.max_minutes}")
+    if train.log_every_seconds < 0:
+        raise ConfigError(
+            f"train.log_every_seconds must be >= 0 (0: by steps only), "
+            f"got {train.log_every_seconds}"
+        )
     if train.weight_decay < 0:
         raise ConfigError(f"train.weight_decay must be >= 0, got {train.weight_decay}")
 
@@ -958,6 +963,7 @@ class _Run:
         self.pending: list = []  # step outputs not yet read back (avoids a sync every step)
         self.window_tokens, self.window_steps = 0.0, 0  # for tokens/s between log lines
         self.paused = 0.0  # seconds spent validating and saving within the current window
+        self.save_seconds: list[float] = []  # how long each checkpoint took (for the ETA)
         # Wall seconds of training (validation included) before this invocation, and when this
         # invocation's loop started: evaluations record the cumulative figure (train_seconds).
         self.seconds_before, self.loop_start = 0.0, None
@@ -1125,6 +1131,7 @@ class _Run:
 
     def save(self, step: int) -> Path:
         self.flush_pending()  # never save after a non-finite loss
+        start = time.perf_counter()
         prefix = ckpt.write_checkpoint(self.trainer.checkpoint, self.ckpt_dir, step)
         if self.cluster.is_chief:
             ckpt.prune_checkpoints(self.ckpt_dir, self.train_cfg.keep_checkpoints)
@@ -1132,6 +1139,7 @@ class _Run:
             ckpt.delete_checkpoint(prefix)
         self.write_train_state()
         self._flush_writers()
+        self.save_seconds.append(time.perf_counter() - start)
         return self.model_dir / ckpt.CHECKPOINTS_DIR / prefix.name
 
     def save_best(self, step: int) -> None:
@@ -1257,22 +1265,27 @@ class _Run:
             (source, target_in), target_out = next(t.iterator)
             self.pending.append(t.train_step(source, target_in, target_out))
             step += 1
+            # Collective decisions (several workers) happen at step-based boundaries only;
+            # a slow run also logs every train.log_every_seconds of training.
             boundary = step % cfg.log_every == 0 or step == cfg.max_steps
-            if boundary:
+            now = time.perf_counter()
+            elapsed = now - window_start - self.paused
+            if boundary or (
+                self.cluster.num_workers == 1
+                and progress.log_due(step, cfg.log_every, cfg.log_every_seconds, elapsed)
+            ):
                 outs = self.flush_pending()
                 now = time.perf_counter()
                 elapsed = now - window_start - self.paused
                 tokens_per_s = self.window_tokens / max(elapsed, 1e-9)
                 steps_per_s = self.window_steps / max(elapsed, 1e-9)
-                eta = (cfg.max_steps - step) / max(steps_per_s, 1e-9)
-                if deadline is not None:
-                    eta = min(eta, max(0.0, deadline - now))
+                eta = self._eta(step, 1.0 / max(steps_per_s, 1e-9), deadline, now)
                 loss, _, lr, norm = outs[-1]
                 mean_loss = sum(o[0] for o in outs) / len(outs)
                 log(
                     f"step {step}/{cfg.max_steps} loss {mean_loss:.4f} lr {lr:.3g} "
                     f"gnorm {norm:.3g} {_rate(tokens_per_s)} tok/s "
-                    f"elapsed {_format_time(now - start)} eta {_format_time(eta)}"
+                    f"elapsed {_format_time(now - start)} eta {eta.text(_format_time)}"
                 )
                 values = {
                     "loss": mean_loss,
@@ -1325,6 +1338,20 @@ class _Run:
         result.last_checkpoint = last_checkpoint
         log(f"data: {t.stats.summary()}")
         return self._finish(result, step, stop_reason)
+
+    def _eta(self, step: int, seconds_per_step: float, deadline, now: float) -> progress.Eta:
+        """The rest of the run: steps, evaluations and checkpoints still to come."""
+        cfg = self.train_cfg
+        return progress.estimate_remaining(
+            step,
+            cfg.max_steps,
+            seconds_per_step,
+            eval_every=cfg.eval_every if self.trainer.has_dev else 0,
+            eval_seconds=progress.mean([e["seconds"] for e in self.history if "seconds" in e]),
+            checkpoint_every=cfg.checkpoint_every,
+            checkpoint_seconds=progress.mean(self.save_seconds),
+            seconds_left=None if deadline is None else deadline - now,
+        )
 
     def _interrupted(self, interrupt: interrupts.StopRequest, boundary: bool) -> bool:
         """Whether a signal asked to stop (with several workers: the chief's, at log lines)."""

@@ -313,6 +313,14 @@ def _sampled_lines(files: Sequence[LineSource], total: int, limit: int, rng) -> 
 _SIZE_TOO_HIGH = re.compile(
     r"Vocabulary size too high \((\d+)\)\. Please set it to a value <= (\d+)"
 )
+_SIZE_TOO_LOW = re.compile(r"Vocabulary size is smaller than required_chars\. (\d+) vs (\d+)")
+
+# How the user sets a vocab key, for error messages: `nmt train` takes `--set`, `nmt vocab`
+# its own options (VOCAB_CLI_OPTIONS in nmt/cli.py).
+SET_OPTIONS = {
+    "size": "--set vocab.size={}",
+    "character_coverage": "--set vocab.character_coverage={}",
+}
 
 
 def _train_proto(
@@ -320,6 +328,7 @@ def _train_proto(
     vocab_config: VocabConfig,
     sample_seed: str,
     normalization_rule_name: str = "nmt_nfkc",
+    options: Optional[dict] = None,
 ) -> bytes:
     """Train one SentencePiece model on the non-empty lines of `files`; returns its bytes."""
 
@@ -331,7 +340,9 @@ def _train_proto(
         total = _count_lines(sources)
         rng = random.Random(sample_seed)
         lines = _sampled_lines(sources, total, vocab_config.input_sentence_size, rng)
-        return _run_trainer(lines, files, vocab_config, normalization_rule_name)
+        return _run_trainer(
+            lines, files, vocab_config, normalization_rule_name, options or SET_OPTIONS
+        )
     finally:
         for source in sources:
             source.close()
@@ -342,6 +353,7 @@ def _run_trainer(
     files: Sequence[PathLike],
     vocab_config: VocabConfig,
     normalization_rule_name: str,
+    options: dict,
 ) -> bytes:
     import sentencepiece as spm
 
@@ -369,16 +381,33 @@ def _run_trainer(
             minloglevel=2,
         )
     except RuntimeError as e:
-        names = ", ".join(str(f) for f in files)
-        too_high = _SIZE_TOO_HIGH.search(str(e))
-        if too_high:
-            raise DataError(
-                f"vocab.size {too_high.group(1)} is too large for {names}: this data supports "
-                f"at most {too_high.group(2)} pieces (use --size {too_high.group(2)} or less)"
-            ) from None
-        reason = str(e).rsplit("] ", 1)[-1].strip()
-        raise DataError(f"SentencePiece training on {names} failed: {reason}") from None
+        raise _trainer_error(e, files, vocab_config, options) from None
     return buffer.getvalue()
+
+
+def _trainer_error(
+    error: RuntimeError, files: Sequence[PathLike], vocab_config: VocabConfig, options: dict
+) -> DataError:
+    """SentencePiece's failure in our words, naming the option that fixes it."""
+    names = ", ".join(str(f) for f in files)
+    too_high = _SIZE_TOO_HIGH.search(str(error))
+    if too_high:
+        most = too_high.group(2)
+        return DataError(
+            f"vocab.size {too_high.group(1)} is too large for {names}: this data supports "
+            f"at most {most} pieces (use {options['size'].format(most)} or less)"
+        )
+    too_low = _SIZE_TOO_LOW.search(str(error))
+    if too_low:
+        least, coverage = too_low.group(2), vocab_config.character_coverage
+        return DataError(
+            f"vocab.size {too_low.group(1)} is too small for {names}: the characters that "
+            f"vocab.character_coverage {coverage:g} keeps need {least} pieces (use "
+            f"{options['size'].format(least)} or more, or a lower "
+            f"{options['character_coverage'].format('C')})"
+        )
+    reason = str(error).rsplit("] ", 1)[-1].strip()
+    return DataError(f"SentencePiece training on {names} failed: {reason}")
 
 
 def _vocab_text(proto: bytes) -> bytes:
@@ -395,6 +424,7 @@ def train_vocab(
     source_files: Sequence[PathLike],
     target_files: Sequence[PathLike],
     output_dir: PathLike,
+    options: Optional[dict] = None,
 ) -> Vocab:
     """Train SentencePiece model(s) and write them into `output_dir`; returns the loaded Vocab.
 
@@ -403,7 +433,9 @@ def train_vocab(
     Each `*.model` comes with a readable `*.vocab` listing. Files may be plain or .gz.
     Empty lines are ignored. Deterministic for `vocab_config.seed`. Raises DataError naming
     the file (and line) for missing, empty or non-UTF-8 input, and for a vocabulary size the
-    data cannot support (stating the maximum). Nothing is written unless training succeeds.
+    data cannot support (stating the maximum) or that its characters do not fit in, naming
+    the option that sets the key (`options`, default SET_OPTIONS: `--set vocab.size=N`).
+    Nothing is written unless training succeeds.
     """
     source_files, target_files = list(source_files), list(target_files)
     if not source_files:
@@ -424,11 +456,15 @@ def train_vocab(
         )
     seed = vocab_config.seed
     if vocab_config.joint:
-        protos = {JOINT_SPM: _train_proto(source_files + target_files, vocab_config, f"{seed}")}
+        protos = {
+            JOINT_SPM: _train_proto(
+                source_files + target_files, vocab_config, f"{seed}", options=options
+            )
+        }
     else:
         protos = {
-            SOURCE_SPM: _train_proto(source_files, vocab_config, f"{seed}:source"),
-            TARGET_SPM: _train_proto(target_files, vocab_config, f"{seed}:target"),
+            SOURCE_SPM: _train_proto(source_files, vocab_config, f"{seed}:source", options=options),
+            TARGET_SPM: _train_proto(target_files, vocab_config, f"{seed}:target", options=options),
         }
     # Check before writing anything, then move finished files into place.
     for name, proto in protos.items():
