@@ -15,7 +15,7 @@ PACKAGE = REPO / "nmt"
 # Bottom to top, as in docs/architecture.md.
 LAYERS = [
     ["version", "constants", "errors"],
-    ["nmt", "fileio", "locking", "precision", "quiet", "interrupts", "demo_align"],
+    ["nmt", "fileio", "locking", "precision", "quiet", "interrupts", "demo_align", "progress"],
     ["config", "demo_data"],
     ["vocab"],
     ["data"],
