@@ -29,7 +29,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 
 def attention_summary(model, dataset) -> dict[str, float]:
-    """Mean entropy, uniform entropy and final-two mass over every real target position."""
+    """Mean entropy, uniform entropy, final-two mass and peak share over every real target
+    position."""
     import tensorflow as tf
 
     from nmt.constants import PAD_ID
@@ -42,18 +43,19 @@ def attention_summary(model, dataset) -> dict[str, float]:
         _, weights = model((source, target_in), training=False, return_attention=True)
         return attention_health(weights, source != PAD_ID, target_out != PAD_ID)
 
-    sums = [0.0] * 4
+    sums = [0.0] * 5
     for (source, target_in), target_out in dataset:
         sums = [
             a + float(b)
             for a, b in zip(sums, batch_sums(source, target_in, target_out), strict=True)
         ]
-    count = max(sums[3], 1.0)
+    count = max(sums[4], 1.0)
     return {
         "attention_entropy": sums[0] / count,
         "attention_final_mass": sums[1] / count,
         "attention_uniform_entropy": sums[2] / count,
-        "target_positions": int(sums[3]),
+        "attention_peak": sums[3] / count,
+        "target_positions": int(sums[4]),
     }
 
 
@@ -213,10 +215,12 @@ def render(report: dict) -> str:
         f"model {report['model']} (step {report['step']}), {report['target_positions']} target "
         "positions teacher-forced",
         "",
-        "| attention entropy (nats) | uniform spread (nats) | mass on the last 2 positions |",
-        "|---|---|---|",
+        "| attention entropy (nats) | uniform spread (nats) | mass on the last 2 positions "
+        "| share on the most-attended position |",
+        "|---|---|---|---|",
         f"| {report['attention_entropy']:.3f} | {report['attention_uniform_entropy']:.3f} | "
-        f"{100 * report['attention_final_mass']:.1f}% |",
+        f"{100 * report['attention_final_mass']:.1f}% | "
+        f"{100 * report.get('attention_peak', float('nan')):.1f}% |",
     ]
     if "alignment_accuracy" in report:
         lines += [

@@ -240,14 +240,24 @@ def attention_health(weights, memory_mask, target_mask, final: int = 2):
         final mass     sum of a_t(s) over the last `final` real source positions
         uniform        log S_b, the entropy of a uniform spread, for scale
 
+        peak           per sentence, the share of its attention (summed over its target
+                       positions) held by its most-attended source position: max_s mean_t a_t(s)
+                       (1/S_b for a uniform spread, also about 1/S_b for a diagonal alignment,
+                       1 when every target word looks at one position)
+
     A collapsed attention (every target word looking at the final "." and EOS) has an entropy
-    near 0 and a final mass near 1.
+    near 0 and a final mass near 1. Attention can also collapse onto another position that
+    carries a summary of the sentence (with `memory_dropout`, Luong `general` attention
+    collapses onto the first source position, where the backward LSTM ends): the final mass
+    misses that, the peak share does not.
 
     Args:
         weights: float32 `(B, T, S)`.
         memory_mask: bool `(B, S)`, True at real source positions (a prefix of each row).
         target_mask: bool `(B, T)`, True at real target positions.
-    Returns float32 scalars `(entropy_sum, final_mass_sum, uniform_entropy_sum, count)`.
+    Returns float32 scalars `(entropy_sum, final_mass_sum, uniform_entropy_sum, peak_sum,
+    count)`; each sum is over target positions (the peak share of a sentence counts once per
+    target position), so sum / count is a mean per target word.
     """
     weights = ops.cast(weights, "float32")  # (B, T, S)
     logs = ops.log(ops.maximum(weights, 1e-30))  # (B, T, S)
@@ -260,9 +270,12 @@ def attention_health(weights, memory_mask, target_mask, final: int = 2):
     final_mass = ops.sum(weights * ops.cast(is_final, "float32")[:, None, :], axis=-1)  # (B, T)
     uniform = ops.log(ops.cast(ops.maximum(lengths, 1), "float32"))  # (B,)
     real = ops.cast(target_mask, "float32")  # (B, T)
+    received = ops.sum(weights * real[:, :, None], axis=1)  # (B, S) attention each position got
+    peak = ops.max(received, axis=-1)  # (B,) = peak share x target length
     return (
         ops.sum(entropy * real),
         ops.sum(final_mass * real),
         ops.sum(uniform[:, None] * real),
+        ops.sum(peak),
         ops.sum(real),
     )

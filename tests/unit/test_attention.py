@@ -210,10 +210,41 @@ def test_attention_health_of_uniform_collapsed_and_masked_weights():
     collapsed[0, 0, 3] = collapsed[1, 0, 1] = 1.0  # all on EOS
     weights = np.concatenate([uniform, collapsed], axis=1).astype("float32")  # (2, 2, 4)
     target_mask = np.array([[True, True], [True, False]])  # sentence 2's collapsed row is padding
-    entropy, final, uniform_entropy, count = (
+    entropy, final, uniform_entropy, peak, count = (
         float(x) for x in attention_health(weights, memory_mask, target_mask)
     )
     assert count == 3
     np.testing.assert_allclose(entropy, np.log(4) + 0.0 + np.log(2), rtol=1e-6)
     np.testing.assert_allclose(final, 2 / 4 + 1.0 + 1.0, rtol=1e-6)
     np.testing.assert_allclose(uniform_entropy, 2 * np.log(4) + np.log(2), rtol=1e-6)
+    # sentence 1: position 3 got 1/4 + 1 of its 2 rows; sentence 2: each position 1/2 of 1 row
+    np.testing.assert_allclose(peak, 1.25 + 0.5, rtol=1e-6)
+
+
+def test_attention_health_peak_share_sees_a_collapse_onto_the_first_position():
+    """The final mass misses attention that sits on the first source position (where the
+    backward LSTM ends); the peak share sees it, and a diagonal alignment has a low one."""
+    S = T = 5
+    memory_mask = np.ones((2, S), bool)
+    target_mask = np.ones((2, T), bool)
+    first = np.zeros((T, S))
+    first[:, 0] = 1.0
+    diagonal = np.eye(T, S)
+    weights = np.stack([first, diagonal]).astype("float32")  # (2, T, S)
+    _, final, _, peak, count = (
+        float(x) for x in attention_health(weights, memory_mask, target_mask)
+    )
+    np.testing.assert_allclose(final, 0.0 + 2.0, atol=1e-6)  # only the diagonal's last 2 rows
+    np.testing.assert_allclose(peak / count, (1.0 + 1 / S) / 2, rtol=1e-6)
+
+
+def test_attention_warning_names_where_the_attention_collapsed():
+    from nmt.training import attention_warning
+
+    healthy = {"attention_final_mass": 0.16, "attention_peak": 0.16, "attention_entropy": 1.2}
+    assert attention_warning(healthy) is None
+    last = attention_warning({**healthy, "attention_final_mass": 0.99})
+    assert "99% of it on the last 2 source positions" in last
+    first = attention_warning({**healthy, "attention_peak": 0.81, "attention_entropy": 0.04})
+    assert "81% of each sentence's on one source position" in first and "0.04 nats" in first
+    assert attention_warning({"attention_entropy": 1.0}) is None  # older train_state entries
