@@ -12,7 +12,6 @@ for callers of the earlier single module.
 from __future__ import annotations
 
 import signal
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +28,7 @@ from nmt.serving.options import (
     DEFAULT_POLL_SECONDS,
     DEFAULT_PORT,
 )
-from nmt.serving.server import ModelServer
+from nmt.serving.server import ModelServer, stderr_log
 from nmt.serving.versions import ModelVersion
 
 __all__ = [
@@ -74,7 +73,7 @@ def serve(
             batch_timeout_ms=batch_timeout_ms,
             all_versions=all_versions,
             poll_seconds=poll_seconds,
-            log=log or (lambda message: sys.stderr.write(f"nmt serve: {message}\n")),
+            log=log or stderr_log,
         )
     except BaseException:
         httpd.server_close()

@@ -34,7 +34,8 @@ from nmt.serving.options import (
 from nmt.serving.versions import ModelVersion, fingerprint, version_dirs
 
 
-def _stderr_log(message: str) -> None:
+def stderr_log(message: str) -> None:
+    """The default `log` of ModelServer: one `nmt serve: ...` line on stderr."""
     sys.stderr.write(f"nmt serve: {message}\n")
 
 
@@ -55,7 +56,7 @@ class ModelServer:
         all_versions: bool = False,
         warm_up: bool = True,
         poll_seconds: float = DEFAULT_POLL_SECONDS,
-        log: Callable[[str], None] | None = _stderr_log,
+        log: Callable[[str], None] | None = stderr_log,
     ):
         base = Path(export_base)
         _check_export_base(base)
