@@ -35,6 +35,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["nmt", "nmt.*"]),
+    package_data={"nmt.serving": ["page.html"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["nmt=nmt.cli:cli"]},

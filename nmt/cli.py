@@ -11,6 +11,7 @@ import click
 
 from nmt.errors import NmtError
 from nmt.precision import PRECISIONS
+from nmt.serving import options as serve_options
 from nmt.version import __version__
 
 
@@ -507,6 +508,15 @@ def shortlist_command(model_dir, source, target, top_k, iterations):
                f"piece, {made.seconds:.1f} s)")  # fmt: skip
 
 
+def _model_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from nmt.serving.options import model_name_problem
+
+    problem = model_name_problem(value)
+    if problem is not None:
+        raise click.UsageError(f"--model-name {value!r}: {problem}", ctx)
+    return value
+
+
 @cli.command("serve")
 @click.option(
     "--export-dir",
@@ -515,52 +525,37 @@ def shortlist_command(model_dir, source, target, top_k, iterations):
     type=click.Path(file_okay=False),
     help="Export base written by `nmt export` (holds versions 1/, 2/, ...).",
 )
-@click.option("--model-name", default="nmt", show_default=True, help="Name in /v1/models/NAME.")
-@click.option("--port", default=8501, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option(
-    "--max-request-bytes",
-    default=1 << 20,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Larger request bodies get HTTP 413.",
-)
-@click.option("--max-batch-size", default=64, show_default=True, type=click.IntRange(min=1))
-@click.option(
-    "--batch-timeout-ms",
-    default=5.0,
-    show_default=True,
-    type=click.FloatRange(min=0.0),
-    help="How long a batch waits for more requests.",
-)
+@click.option("--model-name", default=serve_options.DEFAULT_MODEL_NAME, show_default=True,
+              callback=_model_name,
+              help="Name in /v1/models/NAME (TF Serving's --model_name).")  # fmt: skip
+@click.option("--port", default=serve_options.DEFAULT_PORT, show_default=True,
+              type=click.IntRange(0, 65535))  # fmt: skip
+@click.option("--host", default=serve_options.DEFAULT_HOST, show_default=True,
+              help="Address to listen on.")  # fmt: skip
+@click.option("--max-request-bytes", default=serve_options.DEFAULT_MAX_REQUEST_BYTES,
+              show_default=True, type=click.IntRange(min=1),
+              help="Larger request bodies get HTTP 413.")  # fmt: skip
+@click.option("--max-batch-size", default=serve_options.DEFAULT_MAX_BATCH_SIZE,
+              show_default=True, type=click.IntRange(min=1))  # fmt: skip
+@click.option("--batch-timeout-ms", default=serve_options.DEFAULT_BATCH_TIMEOUT_MS,
+              show_default=True, type=click.FloatRange(min=0.0),
+              help="How long a batch waits for more requests.")  # fmt: skip
+@click.option("--poll-seconds", "--file-system-poll-wait-seconds", "poll_seconds",
+              default=serve_options.DEFAULT_POLL_SECONDS, show_default=True,
+              type=click.FloatRange(min=0.0),
+              help="How often the export base is checked for new versions (0: only at "
+                   "start).")  # fmt: skip
 @click.option("--all-versions", is_flag=True, help="Serve every version, not just the latest.")
 @click.option("--quiet", is_flag=True, help="No access log on stderr.")
-def serve_command(
-    export_base,
-    model_name,
-    port,
-    host,
-    max_request_bytes,
-    max_batch_size,
-    batch_timeout_ms,
-    all_versions,
-    quiet,
-):
-    """Serve an export over the TF Serving REST API until SIGTERM or Ctrl-C."""
+def serve_command(export_base, **options):
+    """Serve an export over the TF Serving REST API until SIGTERM or Ctrl-C.
+
+    A new version directory under the export base is served without a restart, and the
+    one it replaces unloaded once idle. A page at / translates what you type.
+    """
     from nmt.serve import serve
 
-    serve(
-        export_base,
-        model_name=model_name,
-        host=host,
-        port=port,
-        max_request_bytes=max_request_bytes,
-        max_batch_size=max_batch_size,
-        batch_timeout_ms=batch_timeout_ms,
-        all_versions=all_versions,
-        quiet=quiet,
-        ready=lambda message: click.echo(f"nmt serve: {message}"),
-    )
+    serve(export_base, **options, ready=lambda message: click.echo(f"nmt serve: {message}"))
     click.echo("nmt serve: stopped", err=True)
 
 

@@ -20,3 +20,4 @@ JOINT_SPM = "joint.model"
 # SavedModel signatures.
 SERVING_SIGNATURE = "serving_default"
 IDS_SIGNATURE = "translate_ids"
+ATTENTION_SIGNATURE = "translate_attention"  # text in, pieces and attention out (nmt serve's page)

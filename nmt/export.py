@@ -22,6 +22,11 @@ Signatures (B = batch, S = source pieces, T = target pieces):
                       source_lengths (B,) int32
                       -> target_ids (B, T) int32 (no EOS, padded with 0),
                          target_lengths (B,) int32, score (B,) float32
+    translate_attention  text (B,) string  (what `nmt serve`'s page draws; older exports lack it)
+                      -> source_pieces (B, S+1) string (with "</s>"), source_length (B,),
+                         target_pieces (B, T) string (no EOS), target_length (B,),
+                         attention (B, T, S+1) float32: row t = the attention when target
+                         piece t was predicted; an empty input runs as EOS alone
 
 `nmt export --shortlist` decodes every batch over its vocabulary shortlist (nmt/shortlist.py):
 the model directory's shortlist.npz, cut to decode.shortlist_top_k / shortlist_frequent, is
@@ -136,6 +141,16 @@ def build_serving_functions(
         return_attention=False,
         shortlist=shortlist,
     )
+    attention_search = make_search_fn(
+        model,
+        beam_size=beam_size,
+        n_best=1,
+        max_length_a=max_length_a,
+        max_length_b=max_length_b,
+        min_length=min_length,
+        return_attention=True,
+        shortlist=shortlist,
+    )
     source_tokenizer = _sentencepiece_tokenizer(source_proto)
     if target_proto == source_proto:
         target_tokenizer = source_tokenizer
@@ -203,12 +218,39 @@ def build_serving_functions(
         target_ids, target_lengths, scores = translate_pieces(source_ids, source_lengths)
         return {"target_ids": target_ids, "target_lengths": target_lengths, "score": scores}
 
+    def translate_attention(text):
+        """The pieces of the best translation and the attention that produced them (for
+        `nmt serve`'s page). Every row runs the model, an empty one as EOS alone."""
+        pieces = source_tokenizer.tokenize(text)[:, :max_source_length]  # ragged (B, None)
+        eos = tf.fill([pieces.nrows(), 1], constants.EOS_ID)  # (B, 1)
+        ragged_ids = tf.concat([pieces, tf.RaggedTensor.from_tensor(eos)], axis=1)
+        source_ids = ragged_ids.to_tensor(default_value=constants.PAD_ID)  # (B, S+1)
+        source_lengths = tf.cast(ragged_ids.row_lengths(), tf.int32)  # (B,) with EOS
+
+        def run():
+            result = attention_search(source_ids, source_lengths, penalty)
+            attention = tf.cast(result.attention[:, 0], tf.float32)  # (B, T, S+1)
+            return result.ids[:, 0, :], result.lengths[:, 0], attention
+
+        def skip():  # no rows: the encoder cannot run on an empty batch
+            return tf.zeros([0, 0], tf.int32), tf.zeros([0], tf.int32), tf.zeros([0, 0, 0])
+
+        target_ids, target_lengths, attention = tf.cond(tf.size(source_lengths) > 0, run, skip)
+        return {
+            "source_pieces": source_tokenizer.id_to_string(source_ids),  # (B, S+1)
+            "source_length": source_lengths,
+            "target_pieces": target_tokenizer.id_to_string(target_ids),  # (B, T)
+            "target_length": target_lengths,  # (B,)
+            "attention": attention,
+        }
+
     trackables = [source_tokenizer]
     if target_tokenizer is not source_tokenizer:
         trackables.append(target_tokenizer)
     return {
         "translate_text": translate_text,
         "translate_ids": translate_ids,
+        "translate_attention": translate_attention,
         "trackables": trackables,
     }
 
@@ -238,6 +280,11 @@ def write_saved_model(
             tf.TensorSpec([None, None], tf.int32, name=IDS_INPUTS[0]),
             tf.TensorSpec([None], tf.int32, name=IDS_INPUTS[1]),
         ],
+    )
+    archive.add_endpoint(
+        constants.ATTENTION_SIGNATURE,
+        functions["translate_attention"],
+        input_signature=[tf.TensorSpec([None], tf.string, name=TEXT_INPUT)],
     )
     archive.write_out(str(path), verbose=False)
 
@@ -296,6 +343,16 @@ def _write_extras(extra: Path, model_dir: Path | None, loaded, decode, shortlist
                     "target_ids": "int32 (B, T) without EOS, 0-padded",
                     "target_lengths": "int32 (B,)",
                     "score": "float32 (B,)",
+                },
+            },
+            constants.ATTENTION_SIGNATURE: {
+                "inputs": {TEXT_INPUT: "string (B,)"},
+                "outputs": {
+                    "source_pieces": "string (B, S) with EOS",
+                    "source_length": "int32 (B,)",
+                    "target_pieces": "string (B, T) without EOS",
+                    "target_length": "int32 (B,)",
+                    "attention": "float32 (B, T, S)",
                 },
             },
         },

@@ -4,6 +4,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${NMT_VENV:-$repo/.venv}"
 bash "$repo/scripts/setup_env.sh"
+bash "$repo/scripts/install_browser.sh"  # for the page test of `nmt serve`; skipped without
 cd "$repo"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 "$venv/bin/ruff" check nmt tests scripts setup.py

@@ -16,7 +16,14 @@ import pytest
 from click.testing import CliRunner
 
 from nmt.cli import cli
-from nmt.constants import CONFIG_FILE, IDS_SIGNATURE, JOINT_SPM, SERVING_SIGNATURE, VERSION_FILE
+from nmt.constants import (
+    ATTENTION_SIGNATURE,
+    CONFIG_FILE,
+    IDS_SIGNATURE,
+    JOINT_SPM,
+    SERVING_SIGNATURE,
+    VERSION_FILE,
+)
 from nmt.errors import NmtError
 from tests.helpers.export import (
     BEAM,
@@ -75,7 +82,7 @@ def test_export_layout_and_assets(tiny):
     info = read_export_info(version)
     assert info["step"] == 17 and info["beam_size"] == BEAM
     assert info["length_penalty"] == pytest.approx(LENGTH_PENALTY)
-    assert set(info["signatures"]) == {SERVING_SIGNATURE, IDS_SIGNATURE}
+    assert set(info["signatures"]) == {SERVING_SIGNATURE, IDS_SIGNATURE, ATTENTION_SIGNATURE}
 
 
 def test_list_and_next_version(tmp_path):
@@ -197,6 +204,38 @@ def test_ids_signature_equals_text_signature(loaded_export, translator):
     for i in range(len(INPUTS)):  # padding after each hypothesis, no EOS inside
         assert not target_ids[i, target_lengths[i] :].any()
         assert 3 not in target_ids[i, : target_lengths[i]].tolist()
+
+
+def test_attention_signature_equals_translator_attention(loaded_export, translator):
+    """translate_attention gives the pieces of serving_default's translation and the
+    attention `nmt translate` computes for it (rows: target pieces; columns: source pieces
+    and EOS)."""
+    import numpy as np
+    import tensorflow as tf
+
+    lines = [line for line in INPUTS if line.strip()]
+    out = loaded_export.signatures[ATTENTION_SIGNATURE](text=tf.constant(lines, tf.string))
+    out = {name: value.numpy() for name, value in out.items()}
+    hyps = translator.translate_hypotheses(lines, return_attention=True)
+    texts, _ = run_text(loaded_export, lines)
+    for i, (hyp,) in enumerate(hyps):
+        n_source, n_target = out["source_length"][i], out["target_length"][i]
+        source = [p.decode() for p in out["source_pieces"][i][:n_source]]
+        target = [p.decode() for p in out["target_pieces"][i][:n_target]]
+        assert source == hyp.source_pieces + ["</s>"]
+        assert target == hyp.target_pieces
+        assert translator._target_sp.decode_pieces(target) == texts[i] == hyp.text
+        weights = out["attention"][i][:n_target, :n_source]  # (T, S+1)
+        np.testing.assert_allclose(weights, hyp.attention, atol=1e-5)
+        np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-4)
+    empty = loaded_export.signatures[ATTENTION_SIGNATURE](text=tf.constant([], tf.string))
+    assert {name: tuple(value.shape) for name, value in empty.items()} == {
+        "source_pieces": (0, 0),
+        "source_length": (0,),
+        "target_pieces": (0, 0),
+        "target_length": (0,),
+        "attention": (0, 0, 0),
+    }
 
 
 def test_ids_signature_rejects_bad_lengths(loaded_export):

@@ -351,6 +351,138 @@ def test_latest_version_served_and_all_versions_option(tiny, tmp_path, expected)
         running.close()
 
 
+def _stage_version(source: Path, base: Path, version: int) -> Path:
+    """Copy a version directory into BASE/N the way `nmt export` does: built in a hidden
+    directory beside it, then renamed into place."""
+    import shutil
+
+    staged = base / f".nmt-export-{version}-staging"
+    shutil.copytree(source, staged)
+    os.rename(staged, base / str(version))
+    return base / str(version)
+
+
+def _states(running, name="nmt") -> dict[str, str]:
+    status, out = call(running.url(f"/v1/models/{name}"))
+    assert status == 200, out
+    return {s["version"]: s["state"] for s in out["model_version_status"]}
+
+
+def test_new_version_replaces_the_old_one_once_idle(tiny, tmp_path, expected):
+    """Polling by hand (poll_seconds=0, `refresh()`): a new version loads once its files
+    are unchanged between two polls, takes the requests, and the old one is unloaded when
+    the request that holds it ends; a broken version is reported and tried again when its
+    files change."""
+    import shutil
+
+    base = tmp_path / "export"
+    base.mkdir()
+    shutil.copytree(tiny.version_dir, base / "1")
+    events: list[str] = []
+    running = Running(base, poll_seconds=0, warm_up=False, log=events.append)
+    app = running.app
+    try:
+        _stage_version(tiny.version_dir, base, 2)
+        with app.serving("nmt") as held:  # a request in flight on version 1
+            assert held.version == 1
+            app.refresh()
+            assert sorted(app.versions) == [1]  # first sight: not loaded yet
+            app.refresh()
+            assert sorted(app.versions) == [2]
+            assert _states(running) == {"2": "AVAILABLE", "1": "UNLOADING"}
+            assert not held.closed
+            assert (
+                call(running.url("/v1/models/nmt/versions/1:predict"), {"instances": ["a"]})[0]
+                == 404
+            )
+        app.refresh()
+        assert held.closed and not held.batcher._thread.is_alive()
+        assert _states(running) == {"2": "AVAILABLE", "1": "END"}
+        status, meta = call(running.url("/v1/models/nmt/metadata"))
+        assert meta["model_spec"]["version"] == "2"
+        status, out = call(running.url("/v1/models/nmt:predict"), {"instances": INPUTS})
+        assert [p["translation"] for p in out["predictions"]] == expected[0]
+
+        # Version 3 without its variables: it fails, version 2 keeps serving.
+        broken = base / "3"
+        broken.mkdir()
+        shutil.copyfile(tiny.version_dir / "saved_model.pb", broken / "saved_model.pb")
+        app.refresh()
+        app.refresh()
+        status, out = call(running.url("/v1/models/nmt/versions/3"))
+        (entry,) = out["model_version_status"]
+        assert entry["state"] == "END" and entry["status"]["error_code"] == "UNKNOWN"
+        assert "cannot load the export" in entry["status"]["error_message"]
+        app.refresh()  # unchanged: not tried again
+        assert sum("version 3 not loaded" in e for e in events) == 1
+        assert sorted(app.versions) == [2]
+        # Completed: its files changed, so it is tried again once they settle.
+        shutil.copytree(tiny.version_dir / "variables", broken / "variables")
+        shutil.copytree(tiny.version_dir / "assets.extra", broken / "assets.extra")
+        if (tiny.version_dir / "assets").is_dir():
+            shutil.copytree(tiny.version_dir / "assets", broken / "assets")
+        app.refresh()
+        app.refresh()
+        assert sorted(app.versions) == [3]
+        assert _states(running) == {"3": "AVAILABLE", "2": "END", "1": "END"}
+        assert any("unloaded version 2" in e for e in events)
+    finally:
+        running.close()
+
+
+def test_polling_serves_a_new_export_under_its_model_name(tiny, tmp_path, expected):
+    """`--model-name` and `--poll-seconds` together, with the poller's own thread."""
+    import shutil
+    import time
+
+    base = tmp_path / "export"
+    base.mkdir()
+    shutil.copytree(tiny.version_dir, base / "1")
+    running = Running(base, model_name="en-de", poll_seconds=0.1, warm_up=False, log=None)
+    try:
+        assert _states(running, "en-de") == {"1": "AVAILABLE"}
+        assert call(running.url("/v1/models/nmt"))[0] == 404
+        _stage_version(tiny.version_dir, base, 2)
+        deadline = time.monotonic() + 60
+        while _states(running, "en-de") != {"2": "AVAILABLE", "1": "END"}:
+            assert time.monotonic() < deadline, _states(running, "en-de")
+            time.sleep(0.05)
+        status, meta = call(running.url("/v1/models/en-de/metadata"))
+        assert meta["model_spec"] == {"name": "en-de", "signature_name": "", "version": "2"}
+        url = running.url("/v1/models/en-de/versions/2:predict")
+        status, out = call(url, {"instances": INPUTS[:3]})
+        assert status == 200, out
+        assert [p["translation"] for p in out["predictions"]] == expected[0][:3]
+        status, out = call(running.url("/v1/models/en-de/versions/1:predict"), {"inputs": ["a"]})
+        assert status == 404 and "Specific(en-de, 1)" in out["error"]
+        status, out = call(running.url("/v1/models/nmt:predict"), {"instances": ["a"]})
+        assert status == 404 and "Latest(nmt)" in out["error"]
+    finally:
+        running.close()
+
+
+def test_page_is_served_self_contained(server):
+    for path in ("/", "/index.html"):
+        request = urllib.request.Request(server.url(path))
+        with urllib.request.urlopen(request, timeout=60) as response:
+            assert response.status == 200
+            assert response.headers.get_content_type() == "text/html"
+            page = response.read().decode("utf-8")
+        assert '<meta name="nmt-model" content="nmt">' in page
+        assert "<textarea" in page and "<canvas" in page and ":predict" in page
+        # Nothing from elsewhere: no external script, style, font or image.
+        assert "http://" not in page and "https://" not in page and "//cdn" not in page
+        assert "<script src" not in page and "<link" not in page
+    assert call(server.url("/"), {"instances": []})[0] == 404  # POST / is no API call
+
+
+def test_server_refuses_a_bad_model_name_without_naming_a_flag(tiny):
+    from nmt.serve import ModelServer
+
+    with pytest.raises(ValueError, match=r"^model name 'a b': use letters"):
+        ModelServer(tiny.export_base, "a b")
+
+
 def test_server_refuses_bad_export_dirs(tiny, tmp_path):
     from nmt.errors import NmtError
     from nmt.serve import ModelServer
