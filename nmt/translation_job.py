@@ -1,0 +1,240 @@
+"""`nmt translate`'s work: a file or a stream of lines in, one output line per input line out.
+
+Two ways through, by what the input and the output are:
+
+* checked (a regular input file, or any `-o FILE`): the whole input is read and checked for
+  valid UTF-8 before the model is loaded (`fileio.LineSource`: stdin or a pipe is read once
+  and kept), then translated in chunks of `chunk_lines`; a file output is moved into place
+  only when every line is translated (`fileio.open_output`).
+* streamed (stdin, a pipe or a FIFO, to stdout): lines are translated as they arrive, in
+  batches of what is available (`fileio.LineStream`), and each batch's lines are written and
+  flushed as soon as it is done, in input order; so `nmt translate -` answers an interactive
+  line at once, and a pipe's first lines come out before its last are read. An invalid line
+  stops the command there (exit 2, `FILE:LINE: invalid UTF-8`), after the lines before it.
+
+Progress (lines, lines/s from the first batch on, so without start-up) is a
+`click.progressbar` on stderr, shown only when stderr is a terminal and the translation is
+not written to that terminal or typed into it.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from nmt import fileio
+from nmt.errors import DataError
+from nmt.translator import Hypothesis, Translator, format_hypotheses, line_seed, plot_attention
+
+
+@dataclass
+class TranslateReport:
+    lines: int
+    seconds: float  # the whole command, start-up included
+    output: str
+    startup_seconds: float = 0.0  # checks, model loading and tracing, before the first line
+
+    @property
+    def lines_per_second(self) -> float:
+        return self.lines / max(self.seconds - self.startup_seconds, 1e-9)
+
+
+class Progress:
+    """Lines done and lines/s (since `start()`) as a `click.progressbar` on stderr, or nothing.
+
+    `warn` prints a warning on a line of its own; the bar is drawn again on the next update.
+    """
+
+    def __init__(self, enabled: bool, total: int | None):
+        self.enabled, self.total, self.done = enabled, total, 0
+        self.bar = None
+        self.started = time.perf_counter()
+
+    def start(self) -> None:
+        import click
+
+        self.started = time.perf_counter()
+        if not self.enabled:
+            return
+        source = {"length": self.total} if self.total is not None else {"iterable": iter(())}
+        self.bar = click.progressbar(
+            **source, label="nmt translate", file=sys.stderr, show_pos=True,
+            show_eta=self.total is not None, item_show_func=self._rate, update_min_steps=1,
+        )  # fmt: skip
+        self.bar.__enter__()
+
+    def _rate(self, _item) -> str:
+        rate = self.done / max(time.perf_counter() - self.started, 1e-9)
+        return f"{rate:.1f} lines/s"
+
+    def update(self, lines: int) -> None:
+        self.done += lines
+        if self.bar is not None:
+            self.bar.update(lines)
+
+    def warn(self, message: str) -> None:
+        if self.bar is not None:
+            print(file=sys.stderr, flush=True)
+        print(f"nmt: warning: {message}", file=sys.stderr, flush=True)
+
+    def end(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+def _isatty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def show_progress(wanted: bool, input_path: str, output_path: str) -> bool:
+    """Whether to draw progress: asked for, stderr a terminal, and neither the output nor the
+    input that terminal (the bar would cut into the translations or the typing)."""
+    if not wanted or not _isatty(sys.stderr):
+        return False
+    if str(output_path) == fileio.STDOUT and _isatty(sys.stdout):
+        return False
+    return not (str(input_path) == fileio.STDIN and _isatty(sys.stdin))
+
+
+@dataclass
+class Job:
+    """What each line is translated with (everything but the lines)."""
+
+    translator: Translator
+    options: dict  # translate_encoded's: beam_size, length_penalty, n_best, sampling, ...
+    with_scores: bool = False
+    alignments: bool = False
+    plot_lines: frozenset = frozenset()
+    plot_dir: Path | None = None
+    prefixes: Sequence[str] | str | None = None  # one text for all lines, or one per line
+    prefix_name: str = ""
+    seed: int = 0
+
+
+def translate_lines(
+    job: Job, batches: Iterable[list[tuple[int, str]]], name: str, out, progress: Progress
+) -> int:
+    """Translate each batch of (line number, text) into `out`, flushed after each; returns
+    the number of lines."""
+    done = 0
+    n_best = job.options["n_best"]
+    for chunk in batches:
+        encoded = [job.translator.encode(text, number, name) for number, text in chunk]
+        options = dict(job.options, on_batch=progress.update)
+        if job.prefixes is not None:
+            options["prefixes"] = [job.translator.encode_prefix(_prefix(job, n)) for n, _ in chunk]
+        if options["sampling"][0] != 1:
+            options["seeds"] = [line_seed(job.seed, number) for number, _ in chunk]
+        hyps = job.translator.translate_encoded(encoded, **options)
+        for (number, _), h in zip(chunk, hyps, strict=True):
+            for line in format_hypotheses(number - 1, h, n_best=n_best,
+                                          with_scores=job.with_scores,
+                                          alignments=job.alignments):  # fmt: skip
+                out.write(line + "\n")
+            if number in job.plot_lines:
+                _plot_line(h[0], number, name, job.plot_dir, progress.warn)
+        out.flush()
+        done += len(chunk)
+    return done
+
+
+def _prefix(job: Job, number: int) -> str:
+    if isinstance(job.prefixes, str):
+        return job.prefixes
+    if number > len(job.prefixes):
+        raise DataError(
+            f"{job.prefix_name} has {len(job.prefixes)} lines, fewer than the input: one "
+            "prefix per input line"
+        )
+    return job.prefixes[number - 1]
+
+
+def chunks(source: Iterable[tuple[int, str]], size: int) -> Iterator[list[tuple[int, str]]]:
+    chunk: list[tuple[int, str]] = []
+    for item in source:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _plot_line(hyp: Hypothesis, number: int, name: str, plot_dir: Path, warn) -> None:
+    if hyp.attention is None:
+        warn(f"{name}:{number}: empty line, no attention plot")
+    elif not hyp.target_pieces:
+        warn(f"{name}:{number}: empty translation, no attention plot")
+    else:
+        plot_attention(hyp, plot_dir / f"attention_line{number}.png")
+
+
+def run_job(
+    make_job: Callable[[Callable[[str], None]], Job],
+    input_path: str,
+    output_path: str,
+    *,
+    chunk_lines: int,
+    progress: bool,
+) -> TranslateReport:
+    """Check, load (`make_job(warn)`), warm up and translate `input_path` into `output_path`."""
+    start = time.perf_counter()
+    fileio.check_input(input_path)
+    streamed = str(output_path) == fileio.STDOUT and not fileio.is_regular_file(input_path)
+    if streamed:
+        with fileio.LineStream(input_path, chunk_lines) as stream:
+            shown = Progress(show_progress(progress, input_path, output_path), None)
+            job = _ready(make_job, shown, None, stream.name)
+            startup = time.perf_counter() - start
+            with fileio.open_output(output_path, what="the translation", warn=shown.warn) as out:
+                done = translate_lines(job, stream.batches(), stream.name, out, shown)
+            shown.end()
+        name = stream.name
+    else:
+        with fileio.LineSource(input_path) as source:
+            total = sum(1 for _ in source)
+            shown = Progress(show_progress(progress, input_path, output_path), total)
+            job = _ready(make_job, shown, total, source.name)
+            startup = time.perf_counter() - start
+            with fileio.open_output(output_path, what="the translation", warn=shown.warn) as out:
+                done = translate_lines(job, chunks(source, chunk_lines), source.name, out, shown)
+            shown.end()
+        name = source.name
+    _check_counts(job, done, name)
+    missing = sorted(n for n in job.plot_lines if n > done)
+    if missing:
+        shown.warn(f"{name} has {done} lines: nothing to plot for line(s) {missing}")
+    return TranslateReport(done, time.perf_counter() - start, output_path, startup)
+
+
+def _ready(make_job, shown: Progress, total: int | None, name: str) -> Job:
+    """The job, its line counts checked (a known total) and its search traced and run once."""
+    job = make_job(shown.warn)
+    if total is not None:
+        _check_counts(job, total, name)
+    options = {k: v for k, v in job.options.items() if k != "on_batch"}
+    options["return_attention"] = job.options.get("return_attention", False)
+    job.translator.warm_up(
+        **options,
+        prefixes=[] if job.prefixes is not None else None,
+        seeds=[] if options["sampling"][0] != 1 else None,
+    )
+    shown.start()
+    return job
+
+
+def _check_counts(job: Job, lines: int, name: str) -> None:
+    """A prefix file must have one line per input line."""
+    if job.prefixes is None or isinstance(job.prefixes, str) or len(job.prefixes) == lines:
+        return
+    raise DataError(
+        f"{job.prefix_name} has {len(job.prefixes)} lines but {name} has {lines}: "
+        "one prefix per input line"
+    )
