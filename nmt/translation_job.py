@@ -193,9 +193,7 @@ def run_job(
             shown = Progress(show_progress(progress, input_path, output_path), None)
             job = _ready(make_job, shown, None, stream.name)
             startup = time.perf_counter() - start
-            with fileio.open_output(output_path, what="the translation", warn=shown.warn) as out:
-                done = translate_lines(job, stream.batches(), stream.name, out, shown)
-            shown.end()
+            done = _write(job, stream.batches(), stream.name, output_path, shown)
         name = stream.name
     else:
         with fileio.LineSource(input_path) as source:
@@ -203,15 +201,22 @@ def run_job(
             shown = Progress(show_progress(progress, input_path, output_path), total)
             job = _ready(make_job, shown, total, source.name)
             startup = time.perf_counter() - start
-            with fileio.open_output(output_path, what="the translation", warn=shown.warn) as out:
-                done = translate_lines(job, chunks(source, chunk_lines), source.name, out, shown)
-            shown.end()
+            done = _write(job, chunks(source, chunk_lines), source.name, output_path, shown)
         name = source.name
     _check_counts(job, done, name)
     missing = sorted(n for n in job.plot_lines if n > done)
     if missing:
         shown.warn(f"{name} has {done} lines: nothing to plot for line(s) {missing}")
     return TranslateReport(done, time.perf_counter() - start, output_path, startup)
+
+
+def _write(job: Job, batches, name: str, output_path: str, shown: Progress) -> int:
+    """translate_lines into `fileio.open_output(output_path)`; the bar ends either way."""
+    try:
+        with fileio.open_output(output_path, what="the translation", warn=shown.warn) as out:
+            return translate_lines(job, batches, name, out, shown)
+    finally:
+        shown.end()
 
 
 def _ready(make_job, shown: Progress, total: int | None, name: str) -> Job:
