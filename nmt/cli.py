@@ -225,7 +225,33 @@ def _shortlist_options(command):
 )
 @_DECODE_PRECISION
 @_shortlist_options
-@click.option("--quiet", is_flag=True, help="No progress on stderr.")
+@click.option(
+    "--prefix",
+    help="Force every translation to start with this target text (included in the output).",
+)
+@click.option(
+    "--prefix-file",
+    type=click.Path(dir_okay=False, allow_dash=False),
+    help="Like --prefix, one prefix per input line (an empty line: no prefix).",
+)
+@click.option(
+    "--sampling-topk",
+    type=click.IntRange(min=0),
+    help="Sample each word from the K most probable (0: from all); 1 = greedy "
+    "[default: decode.sampling_topk, 1]. Sampling decodes with beam 1.",
+)
+@click.option(
+    "--sampling-temperature",
+    type=click.FloatRange(min=0.0, min_open=True),
+    help="Divide the log-probabilities by T before sampling (below 1: closer to greedy) "
+    "[default: decode.sampling_temperature, 1].",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    help="Seed of the sampling: the same seed gives the same samples [default: random].",
+)
+@click.option("--quiet", is_flag=True, help="No progress and no summary on stderr.")
 def translate_command(
     input_path,
     output_path,
@@ -241,11 +267,17 @@ def translate_command(
     plot_dir,
     plot_lines,
     precision,
+    prefix,
+    prefix_file,
+    sampling_topk,
+    sampling_temperature,
+    seed,
     quiet,
     **shortlist,
 ):
     """Translate FILE (- for stdin): exactly one output line per input line.
 
+    From stdin or a pipe to stdout, lines are translated and written as they arrive.
     Several --model or --checkpoint options decode with an ensemble of them.
     """
     try:
@@ -256,7 +288,7 @@ def translate_command(
         ) from None
     if any(n < 1 for n in lines):
         raise click.BadParameter("line numbers start at 1", param_hint="--plot-lines")
-    from nmt.translator import translate_file
+    from nmt.translation_job import translate_file
 
     report = translate_file(
         model_dirs,
@@ -274,11 +306,19 @@ def translate_command(
         plot_lines=lines,
         progress=not quiet,
         precision=precision,
+        prefix=prefix,
+        prefix_file=prefix_file,
+        sampling_topk=sampling_topk,
+        sampling_temperature=sampling_temperature,
+        seed=seed,
         **shortlist,
     )
     if output_path != "-" and not quiet:
         click.echo(
-            f"translated {report.lines} lines in {report.seconds:.1f} s -> {output_path}", err=True
+            f"translated {report.lines} lines in {report.seconds:.1f} s "
+            f"({report.lines_per_second:.1f} lines/s after {report.startup_seconds:.1f} s of "
+            f"start-up) -> {output_path}",
+            err=True,
         )
 
 

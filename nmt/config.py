@@ -127,6 +127,11 @@ class DecodeConfig:
     shortlist: bool = False
     shortlist_top_k: int = 10
     shortlist_frequent: int = 100
+    # Sampling for `nmt translate` (back-translation, as OpenNMT-tf): draw each word from the
+    # sampling_topk most probable (0: all), with probabilities ** (1 / temperature); 1 is
+    # greedy. Sampling decodes with beam 1; validation and export never sample.
+    sampling_topk: int = 1
+    sampling_temperature: float = 1.0
 
 
 @dataclass
@@ -182,6 +187,14 @@ class Config:
         if self.decode.shortlist_frequent < 0:
             raise ConfigError(
                 f"decode.shortlist_frequent must be >= 0, got {self.decode.shortlist_frequent}"
+            )
+        if self.decode.sampling_topk < 0:
+            topk = self.decode.sampling_topk
+            raise ConfigError(f"decode.sampling_topk must be >= 0 (0: every word), got {topk}")
+        if self.decode.sampling_temperature <= 0:
+            raise ConfigError(
+                "decode.sampling_temperature must be positive, got "
+                f"{self.decode.sampling_temperature}"
             )
         if self.decode.min_length < 0:
             raise ConfigError(f"decode.min_length must be >= 0, got {self.decode.min_length}")

@@ -7,7 +7,9 @@ never split it. Errors name the file and line: `FILE:LINE: invalid UTF-8 (...)`.
 A command that needs several passes over one input (check, then translate) uses a
 `LineSource`: a regular file is reopened for each pass; anything else (stdin, a FIFO, a
 pipe such as `<(cat f)`, a device) is read once and copied to an anonymous temporary file
-on the first pass, which later passes read.
+on the first pass, which later passes read. A command that reads one input once as it
+arrives (`nmt translate -` to stdout) uses a `LineStream`: batches of the lines available
+now, so that an interactive line is answered without waiting for more.
 
 Outputs (`check_output_file`, `open_output`, `write_atomic`): before any work, an output is
 refused when it is a directory, its directory is missing or not writable, or it is the same
@@ -23,9 +25,11 @@ import contextlib
 import gzip
 import io
 import os
+import queue
 import stat
 import sys
 import tempfile
+import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -177,6 +181,76 @@ class LineSource:
             self._spool.close()
 
     def __enter__(self) -> LineSource:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class LineStream:
+    """One pass over an input, in batches of the lines that have arrived (see the module
+    docstring). A reader thread reads ahead (at most `2 * max_lines` lines); `batches`
+    waits for one line, then takes what else is there, up to `max_lines`. Every line is
+    yielded once, in order; a read or UTF-8 error is raised (`FILE:LINE: ...`) after the
+    lines before it have been yielded.
+    """
+
+    _END = object()
+
+    def __init__(self, path: PathLike, max_lines: int = 5000):
+        check_input(path)
+        self.path, self.name, self.max_lines = path, display_name(path), max(1, int(max_lines))
+        self._queue: queue.Queue = queue.Queue(maxsize=2 * self.max_lines)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _read(self) -> None:
+        try:
+            for item in iter_lines(self.path):
+                self._queue.put(item)
+                if self._stop.is_set():
+                    return
+            self._queue.put(self._END)
+        except BaseException as error:  # noqa: BLE001 - handed to the consuming thread
+            self._queue.put(error)
+
+    def batches(self) -> Iterator[list[tuple[int, str]]]:
+        """Lists of (line number, text), each as long as what was available (>= 1 line)."""
+        if self._thread is not None:
+            raise RuntimeError(f"{self.name}: a LineStream is read once")
+        self._thread = threading.Thread(target=self._read, name="nmt-input", daemon=True)
+        self._thread.start()
+        while True:
+            batch, end = [], None
+            item = self._queue.get()
+            while True:
+                if item is self._END or isinstance(item, BaseException):
+                    end = item
+                    break
+                batch.append(item)
+                if len(batch) >= self.max_lines:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                yield batch
+            if isinstance(end, BaseException):
+                raise end
+            if end is self._END:
+                return
+
+    def close(self) -> None:
+        """Let the reader thread go (it may still be blocked reading: it is a daemon)."""
+        self._stop.set()
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+
+    def __enter__(self) -> LineStream:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -44,6 +44,18 @@ Conventions shared by both searches:
   scored tokens (the tokens plus their EOS). Greedy search has no penalty: scores == log_probs.
 * Finished hypotheses stay in the batch until the loop ends: step_fn still runs on them (with
   EOS as their input id) and its outputs for them are ignored.
+* Forced target prefix (`prefix_ids` int32 (B, P) vocabulary ids, `prefix_lengths` int32 (B,)):
+  while step < prefix_lengths[b] every column of row b but prefix_ids[b, step] gets
+  log-probability -inf (`force_prefix`), so every hypothesis starts with the prefix, which keeps
+  the model's own log-probabilities in the scores and counts towards lengths and min_length.
+  max_lengths[b] is raised to prefix_lengths[b] so that the whole prefix fits. Returned ids
+  include the prefix.
+* Sampling (greedy_search only, `sampling_topk` != 1): the token is drawn from the softmax of
+  the log-probabilities divided by `sampling_temperature`, restricted to the `sampling_topk`
+  best (0: all columns); topk 1 is greedy. Draws use the Gumbel-max trick over hashed noise
+  (`uniform_noise`), so a row's draws depend only on its `seeds` entry, the step and the
+  column: the same seed gives the same output whatever else is in the batch. Scores stay the
+  model's log-probabilities of the drawn tokens (no temperature, no top-k renormalisation).
 * XLA: `tf.function(jit_compile=True)` works with return_attention=False; the attention history
   is a dynamically sized TensorArray, which XLA does not compile.
 """
@@ -55,6 +67,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import tensorflow as tf
+
+from nmt.search_options import check_sampling, force_prefix, prefix_columns, sample_columns
 
 StepFn = Callable[[tf.Tensor, tf.Tensor, Any], "tuple[tf.Tensor, Any, tf.Tensor | None]"]
 
@@ -255,12 +269,15 @@ def _to_vocab(columns: tf.Tensor, vocab_ids: Any) -> tf.Tensor:
     return columns if vocab_ids is None else tf.gather(vocab_ids, columns)
 
 
-def _max_lengths(max_lengths: Any, batch: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def _max_lengths(max_lengths: Any, batch: tf.Tensor, prefix=None) -> tuple[tf.Tensor, tf.Tensor]:
+    """(max_lengths int32 (B,), their maximum): raised to the prefix lengths when given."""
     max_lengths = tf.reshape(tf.cast(max_lengths, tf.int32), [-1])  # (B,)
     max_lengths = tf.ensure_shape(max_lengths, [None])
     tf.debugging.assert_equal(
         tf.shape(max_lengths)[0], batch, message="max_lengths must have one entry per batch row"
     )
+    if prefix is not None:
+        max_lengths = tf.maximum(max_lengths, prefix[1])  # (B,)
     longest = tf.maximum(tf.reduce_max(tf.concat([max_lengths, [0]], axis=0)), 0)
     return max_lengths, longest
 
@@ -287,18 +304,28 @@ def greedy_search(
     min_length: Any = 0,
     return_attention: bool = False,
     vocab_ids: Any = None,
+    prefix_ids: Any = None,
+    prefix_lengths: Any = None,
+    sampling_topk: int = 1,
+    sampling_temperature: float = 1.0,
+    seeds: Any = None,
 ) -> SearchResult:
-    """Pick the most probable token at every step (argmax of the log-probabilities).
+    """Pick the most probable token at every step (argmax of the log-probabilities), or draw it.
 
     initial_state: nest with leading dim B. A row stops at its first EOS (or at the forced EOS
     of step max_lengths[b], see the module docstring); finished rows keep feeding EOS to
     step_fn, add 0 to their score and no tokens. The loop ends when every row has finished.
     Returns a SearchResult with n = 1 and scores == log_probs (no length penalty).
-    `vocab_ids`: see "Vocabulary shortlists" in the module docstring.
+    `vocab_ids`, `prefix_*`, `sampling_*`: see the module docstring; `seeds` int (B,), needed
+    when sampling_topk != 1.
     """
+    check_sampling(sampling_topk, sampling_temperature, seeds)
     vocab_ids, eos_column = _columns(vocab_ids, eos_id)
     batch = tf.cast(batch_size, tf.int32)
-    max_lengths, longest = _max_lengths(max_lengths, batch)
+    prefix = prefix_columns(prefix_ids, prefix_lengths, vocab_ids, batch)
+    max_lengths, longest = _max_lengths(max_lengths, batch, prefix)
+    if sampling_topk != 1:
+        seeds = tf.ensure_shape(tf.reshape(tf.cast(seeds, tf.int32), [-1]), [None])  # (B,)
     positions = tf.range(longest)  # (T,)
 
     loop = {
@@ -322,9 +349,16 @@ def greedy_search(
             step_fn, v["ids"], step, v["state"], return_attention
         )  # (B, V)
         log_probs = block_eos(log_probs, step, min_length, max_lengths, eos_column)  # (B, V)
+        if prefix is not None:
+            log_probs = force_prefix(log_probs, step, *prefix)  # (B, V)
         finished = v["finished"]
         forced = step >= max_lengths  # (B,)
-        column = tf.argmax(log_probs, axis=-1, output_type=tf.int32)  # (B,)
+        if sampling_topk == 1:
+            column = tf.argmax(log_probs, axis=-1, output_type=tf.int32)  # (B,)
+        else:
+            column = sample_columns(
+                log_probs, step, seeds, int(sampling_topk), float(sampling_temperature)
+            )  # (B,)
         column = tf.where(finished | forced, tf.cast(eos_column, tf.int32), column)  # (B,)
         word_log_prob = tf.gather(log_probs, column[:, None], batch_dims=1)[:, 0]  # (B,)
         now_finished = finished | tf.equal(column, eos_column)  # (B,)
@@ -377,6 +411,8 @@ def beam_search(
     min_length: Any = 0,
     return_attention: bool = False,
     vocab_ids: Any = None,
+    prefix_ids: Any = None,
+    prefix_lengths: Any = None,
 ) -> SearchResult:
     """Beam search with frozen finished beams and a per-row set of finished hypotheses.
 
@@ -407,6 +443,8 @@ def beam_search(
     recorded and gathered once at the end along each hypothesis' beam path (O(steps*B*K*S));
     without it no attention work is done. With `vocab_ids` (K,) (a shortlist, see the module
     docstring) V is K: every (B*K, V) tensor above is (B*K, K) and needs K >= beam_size.
+    With a prefix (`prefix_ids`, `prefix_lengths`, see the module docstring) a row keeps one
+    live slot until its prefix is complete.
     """
     if not isinstance(beam_size, numbers.Integral) or beam_size < 1:
         raise ValueError(f"beam_size must be a positive integer, got {beam_size!r}")
@@ -416,8 +454,10 @@ def beam_search(
     vocab_ids, eos_column = _columns(vocab_ids, eos_id)
     alpha = float(length_penalty)
     batch = tf.cast(batch_size, tf.int32)
-    max_lengths, longest = _max_lengths(max_lengths, batch)
+    prefix = prefix_columns(prefix_ids, prefix_lengths, vocab_ids, batch)
+    max_lengths, longest = _max_lengths(max_lengths, batch, prefix)
     slot_max_lengths = tf.repeat(max_lengths, k)  # (B*K,)
+    slot_prefix = None if prefix is None else tile_beams(prefix, k)  # (B*K, P + 1), (B*K,)
     positions = tf.range(longest)  # (T,)
     eos = tf.cast(eos_column, tf.int32)  # EOS's column of the log-probabilities
     neg_inf = tf.constant(_NEG_INF, tf.float32)
@@ -450,6 +490,8 @@ def beam_search(
             step_fn, v["ids"], step, v["state"], return_attention
         )  # (B*K, V)
         log_probs = block_eos(log_probs, step, min_length, slot_max_lengths, eos)  # (B*K, V)
+        if slot_prefix is not None:
+            log_probs = force_prefix(log_probs, step, *slot_prefix)  # (B*K, V)
         raw, finished, lengths = v["raw"], v["finished"], v["lengths"]  # (B, K)
 
         # A row's K best candidates hold at most K words of any one slot, and within a slot the

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import math
 import sys
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,9 +49,16 @@ def make_search_fn(
     min_length: int = 0,
     return_attention: bool = False,
     shortlist=None,
+    sampling_topk: int = 1,
+    sampling_temperature: float = 1.0,
 ) -> Callable:
-    """Build `fn(source_ids (B, S) int32, source_lengths (B,) int32, length_penalty: float)`
-    -> search.SearchResult, graph-safe for `tf.function` with unknown shapes.
+    """Build `fn(source_ids (B, S) int32, source_lengths (B,) int32, length_penalty: float,
+    prefix=None, seeds=None)` -> search.SearchResult, graph-safe for `tf.function` with
+    unknown shapes.
+
+    `prefix`: (target ids (B, P) int32, lengths (B,) int32) that every output of a row starts
+    with (search's forced prefix); `seeds` int32 (B,): one per row, needed when sampling
+    (`sampling_topk` != 1, beam_size 1; see nmt/search.py).
 
     `length_penalty` is a Python number, fixed when the function is traced (beam_search
     takes it as a constant); the function needs no AutoGraph conversion. Outputs hold at
@@ -65,7 +71,10 @@ def make_search_fn(
 
     from nmt import search
 
-    def fn(source_ids, source_lengths, length_penalty):
+    if sampling_topk != 1 and beam_size != 1:
+        raise ValueError(f"sampling needs beam_size 1, got {beam_size}")
+
+    def fn(source_ids, source_lengths, length_penalty, prefix=None, seeds=None):
         batch_size = tf.shape(source_ids)[0]
         memory, memory_mask, initial_state = model.encode(source_ids, training=False)
         bundle = model.prepare_memory(memory, memory_mask)
@@ -73,8 +82,14 @@ def make_search_fn(
         max_lengths = tf.cast(tf.floor(max_length_a + max_length_b * lengths), tf.int32)  # (B,)
         max_lengths = tf.maximum(max_lengths, 1)
         vocab_ids, options = None, {}
+        forced = {}
+        if prefix is not None:
+            forced = {"prefix_ids": prefix[0], "prefix_lengths": prefix[1]}
         if shortlist is not None:
             vocab_ids = shortlist.ids(source_ids)  # (K,)
+            if prefix is not None:  # the prefix's ids join the shortlist
+                listed = tf.concat([vocab_ids, tf.reshape(prefix[0], [-1])], 0)
+                vocab_ids = tf.sort(tf.unique(listed).y)  # (K',)
             options = {"output": model.output_subset(vocab_ids)}
         if beam_size == 1:
 
@@ -91,6 +106,10 @@ def make_search_fn(
                 min_length=min_length,
                 return_attention=return_attention,
                 vocab_ids=vocab_ids,
+                sampling_topk=sampling_topk,
+                sampling_temperature=sampling_temperature,
+                seeds=seeds,
+                **forced,
             )
         tiled = search.tile_beams(bundle, beam_size)
 
@@ -110,9 +129,32 @@ def make_search_fn(
             min_length=min_length,
             return_attention=return_attention,
             vocab_ids=vocab_ids,
+            **forced,
         )
 
     return fn
+
+
+def _padded(rows: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """(ids int32 (B, W) padded with PAD_ID, lengths int32 (B,)) of id lists."""
+    lengths = np.array([len(r) for r in rows], np.int32)
+    ids = np.full((len(rows), int(lengths.max(initial=0))), constants.PAD_ID, np.int32)
+    for row, r in enumerate(rows):
+        ids[row, : len(r)] = r
+    return ids, lengths
+
+
+def line_seed(seed: int, line: int) -> int:
+    """The sampling seed of input line `line` (from 1) under `--seed seed`, an int32.
+
+    A hash of both (MurmurHash3's finaliser), so that a line's sample depends on the seed and
+    its line number only, not on the batch it is decoded in.
+    """
+    x = (seed * 0x9E3779B1 + line) & 0xFFFFFFFF
+    for shift, mult in ((16, 0x85EBCA6B), (13, 0xC2B2AE35)):
+        x = ((x ^ (x >> shift)) * mult) & 0xFFFFFFFF
+    x ^= x >> 16
+    return x - (1 << 32) if x >= 1 << 31 else x
 
 
 def _print_warning(message: str) -> None:
@@ -148,15 +190,19 @@ class Translator:
 
     # === Graph functions ===
 
-    def _search_fn(self, beam_size: int, n_best: int, return_attention: bool, alpha: float):
-        """The traced search for one setting: `fn(source_ids (B, S), source_lengths (B,))`.
+    def _search_fn(self, beam_size: int, n_best: int, return_attention: bool, alpha: float,
+                   sampling: tuple[int, float] = (1, 1.0), prefix: bool = False):  # fmt: skip
+        """The traced search for one setting: `fn(source_ids (B, S), source_lengths (B,)
+        [, prefix_ids (B, P), prefix_lengths (B,)] [, seeds (B,)])`.
 
         Traced once per setting (unknown B and S). The length penalty is a Python constant
         of the graph, as in the export, and AutoGraph is off: search and model code use
         explicit graph control flow, and converting them took most of the start-up time.
+        `sampling`: (topk, temperature); topk 1 is greedy (no seeds argument).
         """
         alpha = float(alpha) if beam_size > 1 else 0.0  # greedy search has no penalty
-        key = (beam_size, n_best, return_attention, alpha)
+        topk, temperature = int(sampling[0]), float(sampling[1]) if sampling[0] != 1 else 1.0
+        key = (beam_size, n_best, return_attention, alpha, topk, temperature, prefix)
         if key not in self._fns:
             import tensorflow as tf
 
@@ -169,19 +215,22 @@ class Translator:
                 min_length=self.decode_config.min_length,
                 return_attention=return_attention,
                 shortlist=self.shortlist,
+                sampling_topk=topk,
+                sampling_temperature=temperature,
             )
+            rows = tf.TensorSpec([None], tf.int32)
+            signature = [tf.TensorSpec([None, None], tf.int32), rows]
+            if prefix:
+                signature += [tf.TensorSpec([None, None], tf.int32), rows]
+            if topk != 1:
+                signature.append(rows)
 
-            def fn(source_ids, source_lengths):
-                return search(source_ids, source_lengths, alpha)
+            def fn(source_ids, source_lengths, *extra):
+                forced = (extra[0], extra[1]) if prefix else None
+                seeds = extra[-1] if topk != 1 else None
+                return search(source_ids, source_lengths, alpha, forced, seeds)
 
-            self._fns[key] = tf.function(
-                fn,
-                input_signature=[
-                    tf.TensorSpec([None, None], tf.int32),
-                    tf.TensorSpec([None], tf.int32),
-                ],
-                autograph=False,
-            )
+            self._fns[key] = tf.function(fn, input_signature=signature, autograph=False)
         return self._fns[key]
 
     def tracing_count(self) -> int:
@@ -231,11 +280,44 @@ class Translator:
         length_penalty: float | None = None,
         n_best: int = 1,
         return_attention: bool = False,
+        prefixes: Sequence[list[int]] | None = None,
+        sampling: tuple[int, float] = (1, 1.0),
+        seeds: Sequence[int] | None = None,
+        on_batch: Callable[[int], None] | None = None,
     ) -> list[list[Hypothesis]]:
-        """Translate id lists (pieces + EOS; [] for an empty input) -> n_best hypotheses each."""
-        import tensorflow as tf
+        """Translate id lists (pieces + EOS; [] for an empty input) -> n_best hypotheses each.
 
+        `prefixes`: target ids each output starts with (`encode_prefix`; one per input);
+        `sampling`: (topk, temperature), topk 1 = greedy (see nmt/search.py), with one seed
+        per input (`line_seed`; default: line_seed(0, index + 1)); `on_batch(rows)` is called
+        after each batch.
+        """
         beam_size = beam_size or self.decode_config.beam_size
+        self._check_beam(beam_size, sampling)
+        if length_penalty is None:
+            length_penalty = self.decode_config.length_penalty
+        n_best = min(n_best, beam_size)
+        fn = self._search_fn(beam_size, n_best, return_attention, length_penalty, sampling,
+                             prefixes is not None)  # fmt: skip
+        if sampling[0] != 1 and seeds is None:
+            seeds = [line_seed(0, i + 1) for i in range(len(encoded))]
+        results: list[list[Hypothesis]] = [
+            [Hypothesis("", 0.0) for _ in range(n_best)] if not ids else [] for ids in encoded
+        ]
+        for batch in self._batches(encoded, self.decode_config.batch_tokens):
+            args = [_padded([encoded[i] for i in batch])]
+            if prefixes is not None:
+                args.append(_padded([prefixes[i] for i in batch]))
+            if sampling[0] != 1:
+                args.append((np.array([seeds[i] for i in batch], np.int32),))
+            out = fn(*(x for arg in args for x in arg))
+            for row, hyps in enumerate(self._hypotheses(out, args[0], n_best, return_attention)):
+                results[batch[row]] = hyps
+            if on_batch is not None:
+                on_batch(len(batch))
+        return results
+
+    def _check_beam(self, beam_size: int, sampling: tuple[int, float]) -> None:
         if beam_size > self.vocab.target_size:
             raise DataError(
                 f"beam size {beam_size} exceeds the target vocabulary size {self.vocab.target_size}"
@@ -245,41 +327,46 @@ class Translator:
                 f"beam size {beam_size} exceeds the {self.shortlist.min_size} ids a shortlist "
                 "is sure to hold; raise --shortlist-frequent"
             )
-        if length_penalty is None:
-            length_penalty = self.decode_config.length_penalty
-        n_best = min(n_best, beam_size)
-        fn = self._search_fn(beam_size, n_best, return_attention, length_penalty)
-        results: list[list[Hypothesis]] = [
-            [Hypothesis("", 0.0) for _ in range(n_best)] if not ids else [] for ids in encoded
-        ]
-        for batch in self._batches(encoded, self.decode_config.batch_tokens):
-            width = max(len(encoded[i]) for i in batch)
-            source = np.zeros((len(batch), width), np.int32)  # (B, S) padded with PAD_ID
-            for row, i in enumerate(batch):
-                source[row, : len(encoded[i])] = encoded[i]
-            lengths = np.array([len(encoded[i]) for i in batch], np.int32)
-            out = fn(tf.constant(source), tf.constant(lengths))
-            ids = out.ids.numpy()  # (B, n_best, T)
-            out_lengths = out.lengths.numpy()  # (B, n_best)
-            scores = out.scores.numpy()  # (B, n_best)
-            attention = out.attention.numpy() if return_attention else None
-            for row, i in enumerate(batch):
-                hyps = []
-                for k in range(n_best):
-                    target = ids[row, k, : out_lengths[row, k]].tolist()
-                    hyp = Hypothesis(
-                        self._target_sp.decode(target), float(scores[row, k]), length=len(target)
-                    )
-                    if return_attention:
-                        hyp.source_pieces = [
-                            self._source_sp.id_to_piece(t) for t in encoded[i][:-1]
-                        ]
-                        hyp.target_pieces = [self._target_sp.id_to_piece(t) for t in target]
-                        # search records no attention for the final EOS step
-                        hyp.attention = attention[row, k, : len(target), : lengths[row]]
-                    hyps.append(hyp)
-                results[i] = hyps
-        return results
+        if sampling[0] != 1 and beam_size != 1:
+            raise DataError(f"sampling decodes with beam size 1, not {beam_size}")
+
+    def _hypotheses(self, out, source, n_best: int, return_attention: bool):
+        """n_best Hypothesis per row of one batch's search result; source = (ids, lengths)."""
+        ids = out.ids.numpy()  # (B, n_best, T)
+        out_lengths = out.lengths.numpy()  # (B, n_best)
+        scores = out.scores.numpy()  # (B, n_best)
+        attention = out.attention.numpy() if return_attention else None
+        source_ids, lengths = source
+        for row in range(ids.shape[0]):
+            hyps = []
+            for k in range(n_best):
+                target = ids[row, k, : out_lengths[row, k]].tolist()
+                hyp = Hypothesis(
+                    self._target_sp.decode(target), float(scores[row, k]), length=len(target)
+                )
+                if return_attention:
+                    hyp.source_pieces = [
+                        self._source_sp.id_to_piece(int(t))
+                        for t in source_ids[row, : lengths[row] - 1]
+                    ]
+                    hyp.target_pieces = [self._target_sp.id_to_piece(t) for t in target]
+                    # search records no attention for the final EOS step
+                    hyp.attention = attention[row, k, : len(target), : lengths[row]]
+                hyps.append(hyp)
+            yield hyps
+
+    def encode_prefix(self, text: str) -> list[int]:
+        """Target ids (pieces, no EOS) that an output forced to start with `text` starts with."""
+        return self._target_sp.encode(text)
+
+    def warm_up(self, **options) -> None:
+        """Trace and run the search once (on one one-token input) for translate_encoded's
+        `options`, so that the first real batch does not pay for it."""
+        if options.get("prefixes") is not None:
+            options["prefixes"] = [[]]
+        if options.get("seeds") is not None:
+            options["seeds"] = [0]
+        self.translate_encoded([[constants.EOS_ID]], **options)
 
     def translate_hypotheses(self, lines: list[str], **options) -> list[list[Hypothesis]]:
         return self.translate_encoded([self.encode(line) for line in lines], **options)
@@ -326,164 +413,6 @@ def format_hypotheses(
             fields.insert(0, str(index))
         lines.append(" ||| ".join(fields))
     return lines
-
-
-@dataclass
-class TranslateReport:
-    lines: int
-    seconds: float
-    output: str
-
-
-class _Progress:
-    """`nmt translate: N/TOTAL lines, R lines/s` on one stderr line; warnings end it first."""
-
-    def __init__(self, enabled: bool, total: int | None):
-        self.enabled, self.total, self.shown = enabled, total, False
-        self.start = time.perf_counter()
-
-    def warn(self, message: str) -> None:
-        self.end()
-        print(f"nmt: warning: {message}", file=sys.stderr, flush=True)
-
-    def update(self, done: int) -> None:
-        if not self.enabled:
-            return
-        rate = done / max(time.perf_counter() - self.start, 1e-9)
-        of = f"/{self.total}" if self.total is not None else ""
-        print(f"\rnmt translate: {done}{of} lines, {rate:.1f} lines/s", end="",
-              file=sys.stderr, flush=True)  # fmt: skip
-        self.shown = True
-
-    def end(self) -> None:
-        if self.shown:
-            print(file=sys.stderr)
-            self.shown = False
-
-
-def translate_file(
-    model_dir: str | Path | Sequence[str | Path],
-    input_path: str,
-    output_path: str = "-",
-    *,
-    checkpoint: str | Sequence[str] = "best",
-    beam_size: int | None = None,
-    length_penalty: float | None = None,
-    n_best: int = 1,
-    batch_tokens: int | None = None,
-    min_length: int | None = None,
-    with_scores: bool = False,
-    alignments: bool = False,
-    plot_dir: str | None = None,
-    plot_lines: Iterable[int] = (),
-    chunk_lines: int = 5000,
-    progress: bool = True,
-    shortlist: bool | None = None,
-    shortlist_top_k: int | None = None,
-    shortlist_frequent: int | None = None,
-    precision: str = "float32",
-) -> TranslateReport:
-    """Translate a file (or stdin) line by line into a file (or stdout), in input order.
-
-    Before the model is loaded: the output is checked (`fileio.check_output_file`: its
-    directory, and that it is not the input) and the whole input is read and checked for
-    valid UTF-8; stdin or a pipe is read once (kept in a temporary file), so the
-    translation sees the lines that were checked. The output is written with
-    `fileio.open_output`: a file is moved into place only when every line is translated.
-    Output is UTF-8 whatever the locale. Warnings (truncated lines, lines that cannot be
-    plotted) go to stderr. Several model directories or checkpoints decode as an ensemble
-    (`ensemble.load_ensemble`); `precision` is the dtype policy to decode in (`nmt.precision`).
-    `shortlist*`: see `shortlist.configure` (None: the config's).
-    """
-    from nmt import shortlist as shortlists
-    from nmt.ensemble import load_ensemble
-
-    start = time.perf_counter()
-    fileio.check_output_file(output_path, option="-o", inputs=[(str(input_path), input_path)])
-    with fileio.LineSource(input_path) as source:
-        total = sum(1 for _ in source)
-        beam_size = _check_decode_options(model_dir, checkpoint, beam_size, n_best, min_length)
-        loaded = load_ensemble(model_dir, checkpoint, precision)
-        decode, table = shortlists.prepare(loaded, shortlist, shortlist_top_k, shortlist_frequent)
-        if batch_tokens:
-            decode.batch_tokens = batch_tokens
-        if min_length is not None:
-            decode.min_length = int(min_length)
-        shown = _Progress(progress, total)
-        translator = Translator(
-            loaded.model, loaded.vocab, decode, warn=shown.warn, shortlist=table
-        )
-        options = {"beam_size": beam_size, "length_penalty": length_penalty, "n_best": n_best,
-                   "with_scores": with_scores, "alignments": alignments}  # fmt: skip
-        plots = (set(plot_lines), Path(plot_dir)) if plot_dir else (set(), None)
-        with fileio.open_output(output_path, what="the translation", warn=shown.warn) as out:
-            done = _translate_lines(translator, source, out, options, plots, chunk_lines, shown)
-        shown.end()
-    missing = sorted(n for n in plots[0] if n > done)
-    if missing:
-        shown.warn(f"{source.name} has {done} lines: nothing to plot for line(s) {missing}")
-    return TranslateReport(done, time.perf_counter() - start, output_path)
-
-
-def _check_decode_options(model_dir, checkpoint, beam_size, n_best, min_length) -> int:
-    """The beam size to decode with, once --n-best and --min-length are found to fit it; read
-    from the (first) model's saved config, before TensorFlow is imported."""
-    from nmt.checkpoints import read_config
-    from nmt.ensemble import pair_members
-
-    if min_length is not None and min_length < 0:
-        raise DataError(f"--min-length must be >= 0, got {min_length}")
-    beam_size = beam_size or read_config(pair_members(model_dir, checkpoint)[0][0]).decode.beam_size
-    if n_best > beam_size:
-        raise DataError(f"--n-best {n_best} cannot exceed the beam size {beam_size}")
-    return beam_size
-
-
-def _translate_lines(translator, source, out, options, plots, chunk_lines, shown) -> int:
-    """Translate `source` chunk by chunk into `out`; returns the number of lines."""
-    plot_lines, plot_dir = plots
-    n_best = options["n_best"]
-    done = 0
-    chunk: list[tuple[int, str]] = []
-
-    def flush():
-        nonlocal done
-        encoded = [translator.encode(text, number, source.name) for number, text in chunk]
-        hyps = translator.translate_encoded(
-            encoded,
-            beam_size=options["beam_size"],
-            length_penalty=options["length_penalty"],
-            n_best=n_best,
-            return_attention=options["alignments"] or bool(plot_lines),
-        )
-        for (number, _), h in zip(chunk, hyps, strict=True):
-            for line in format_hypotheses(number - 1, h, n_best=n_best,
-                                          with_scores=options["with_scores"],
-                                          alignments=options["alignments"]):  # fmt: skip
-                out.write(line + "\n")
-            if number in plot_lines:
-                _plot_line(h[0], number, source.name, plot_dir, shown.warn)
-        out.flush()
-        done += len(chunk)
-        shown.update(done)
-        chunk.clear()
-
-    for number, text in source:
-        chunk.append((number, text))
-        if len(chunk) >= chunk_lines:
-            flush()
-    if chunk:
-        flush()
-    return done
-
-
-def _plot_line(hyp: Hypothesis, number: int, name: str, plot_dir: Path, warn) -> None:
-    if hyp.attention is None:
-        warn(f"{name}:{number}: empty line, no attention plot")
-    elif not hyp.target_pieces:
-        warn(f"{name}:{number}: empty translation, no attention plot")
-    else:
-        plot_attention(hyp, plot_dir / f"attention_line{number}.png")
 
 
 _MAX_PLOT_INCHES = 60  # at 100 dpi: at most 6000 x 6000 pixels for very long lines

@@ -254,7 +254,7 @@ def test_export_overwrite_hits_file_too_large_and_keeps_the_version(tiny, tmp_pa
 
 
 def test_translation_output_hits_file_too_large_and_keeps_the_old_output(tiny, tmp_path):
-    from nmt.translator import translate_file
+    from nmt.translation_job import translate_file
 
     source = tmp_path / "in.txt"
     source.write_text("ein Hund läuft\n" * 300, encoding="utf-8")  # within 12 pieces

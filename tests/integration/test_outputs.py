@@ -57,7 +57,7 @@ class FailingReplace:
 @pytest.fixture(scope="module")
 def expected(tiny_model, tmp_path_factory) -> bytes:
     """What `nmt translate` writes for INPUT (one line per input line)."""
-    from nmt.translator import translate_file
+    from nmt.translation_job import translate_file
 
     root = tmp_path_factory.mktemp("expected")
     (root / "in.txt").write_text(INPUT, encoding="utf-8")

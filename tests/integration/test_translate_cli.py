@@ -167,7 +167,7 @@ def test_order_restored_and_stdin_stdout(memorised, translator, tmp_path):
 
 
 def test_translate_file_equals_translator(memorised, translator, tmp_path):
-    from nmt.translator import translate_file
+    from nmt.translation_job import translate_file
 
     lines = random_digits(25, seed=12) + ["", memorised.sources[5]]
     src = write(tmp_path / "in.txt", "".join(line + "\n" for line in lines))

@@ -313,3 +313,33 @@ def test_plot_attention_writes_a_png(tmp_path, translator):
     assert width > 0 and height > 0
     with pytest.raises(ValueError, match="no attention"):
         plot_attention(Hypothesis("", 0.0), tmp_path / "b.png")
+
+
+# === Decoding options ===
+
+
+def test_line_seed_is_an_int32_hash_of_seed_and_line():
+    from nmt.translator import line_seed
+
+    seeds = [line_seed(s, n) for s in (0, 1, 2**31 - 1) for n in range(1, 200)]
+    assert all(-(2**31) <= x < 2**31 for x in seeds)
+    assert len(set(seeds)) == len(seeds)  # no collisions among these
+    assert line_seed(7, 3) == line_seed(7, 3) != line_seed(7, 4)
+
+
+def test_prefix_and_sampling_through_the_translator(memorised, translator):
+    lines = memorised.sources[:6]
+    encoded = [translator.encode(line) for line in lines]
+    prefix = translator.encode_prefix("9 9")
+    forced = translator.translate_encoded(encoded, prefixes=[prefix] * 6, beam_size=3)
+    assert all(h[0].text.startswith("9 9") for h in forced)
+    assert all(h[0].length >= len(prefix) for h in forced)
+    none = translator.translate_encoded(encoded, prefixes=[[]] * 6, beam_size=3)
+    assert [h[0].text for h in none] == translator.translate(lines, beam_size=3)
+    sampled = translator.translate_encoded(encoded, beam_size=1, sampling=(0, 5.0),
+                                           seeds=list(range(6)))  # fmt: skip
+    alone = translator.translate_encoded(encoded[2:3], beam_size=1, sampling=(0, 5.0), seeds=[2])
+    assert sampled[2][0].text == alone[0][0].text  # a row's sample does not depend on the batch
+    assert [h[0].text for h in sampled] != translator.translate(lines, beam_size=1)
+    with pytest.raises(DataError, match="sampling decodes with beam size 1, not 3"):
+        translator.translate_encoded(encoded, beam_size=3, sampling=(0, 1.0))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from nmt import search
+from nmt import search, search_options
 from nmt.constants import BOS_ID, EOS_ID
 
 # Scripted vocabulary: 0 pad, 1 unk, 2 <s>, 3 </s>, then words A..F.
@@ -33,7 +33,7 @@ def softmax(x):
 
 
 def beam(step_fn, state, batch, k, max_lengths, alpha=0.0, n_best=1, attention=False, min_length=0,
-         vocab_ids=None):  # fmt: skip
+         vocab_ids=None, **options):  # fmt: skip
     result = search.beam_search(
         step_fn,
         state,
@@ -47,11 +47,13 @@ def beam(step_fn, state, batch, k, max_lengths, alpha=0.0, n_best=1, attention=F
         min_length=min_length,
         return_attention=attention,
         vocab_ids=vocab_ids,
+        **options,
     )
     return {f: (None if x is None else x.numpy()) for f, x in result._asdict().items()}
 
 
-def greedy(step_fn, state, batch, max_lengths, attention=False, min_length=0, vocab_ids=None):
+def greedy(step_fn, state, batch, max_lengths, attention=False, min_length=0, vocab_ids=None,
+           **options):  # fmt: skip
     result = search.greedy_search(
         step_fn,
         state,
@@ -62,6 +64,7 @@ def greedy(step_fn, state, batch, max_lengths, attention=False, min_length=0, vo
         min_length=min_length,
         return_attention=attention,
         vocab_ids=vocab_ids,
+        **options,
     )
     return {f: (None if x is None else x.numpy()) for f, x in result._asdict().items()}
 
@@ -880,3 +883,210 @@ def test_a_shortlist_without_eos_is_refused():
         greedy(columns(s.step, keep), s.state(1), 1, [10], vocab_ids=keep)
     with pytest.raises(tf.errors.InvalidArgumentError, match="eos_id"):
         beam(columns(s.step, keep), s.state(1), 1, 2, [10], vocab_ids=keep)
+
+
+# ----------------------------------------------------------------------------- forced prefix
+
+
+def prefixed(prefixes):
+    """prefix_ids (B, P) padded with 0 and prefix_lengths (B,) for lists of tokens."""
+    width = max((len(p) for p in prefixes), default=0)
+    ids = np.zeros((len(prefixes), width), np.int32)
+    for row, p in enumerate(prefixes):
+        ids[row, : len(p)] = p
+    return {"prefix_ids": ids, "prefix_lengths": np.array([len(p) for p in prefixes], np.int32)}
+
+
+def test_force_prefix_keeps_only_the_prefix_column_inside_the_prefix():
+    rng = np.random.default_rng(8)
+    log_probs = rng.normal(size=(3, 6)).astype(np.float32)
+    columns = np.array([[4, 2, 0], [5, 0, 0], [1, 3, 0]], np.int32)  # (N, P + 1)
+    lengths = np.array([2, 1, 0], np.int32)
+    for step in range(3):
+        got = search_options.force_prefix(tf.constant(log_probs), tf.constant(step),
+                                  tf.constant(columns), tf.constant(lengths)).numpy()  # fmt: skip
+        for row in range(3):
+            if step < lengths[row]:
+                want = np.full(6, -np.inf, np.float32)
+                want[columns[row, step]] = log_probs[row, columns[row, step]]
+            else:
+                want = log_probs[row]
+            np.testing.assert_array_equal(got[row], want, err_msg=(step, row))
+
+
+def test_prefix_forces_the_start_and_the_search_continues_from_it():
+    s = BEAM_BEATS_GREEDY  # greedy decodes [a c], beam 2 decodes [b c]
+    rows = prefixed([(B,), (), (A,), (A, B, D)])  # the last is longer than its max length
+    max_lengths = [10, 10, 10, 1]
+    g = greedy(s.step, s.state(4), 4, max_lengths, **rows)
+    assert [hyp(g, row, 0) for row in range(4)] == [(B, C), (A, C), (A, C), (A, B, D)]
+    b = beam(s.step, s.state(4), 4, 2, max_lengths, n_best=2, **rows)
+    assert [hyp(b, row, 0) for row in range(4)] == [(B, C), (B, C), (A, C), (A, B, D)]
+    assert hyp(b, 2, 1) == (A, A)  # both start with the prefix ([a b] ties with [a a])
+    assert hyp(b, 0, 1) == (B, D)  # the other continuation of [b], not [a c]
+    for result, n in ((g, 1), (b, 2)):
+        for row, i in itertools.product(range(4), range(n)):
+            tokens = hyp(result, row, i)
+            if result["scores"][row, i] == -np.inf:  # row 3 has one hypothesis
+                continue
+            # scores are the model's own log-probabilities of the prefix and what follows
+            np.testing.assert_allclose(result["log_probs"][row, i], s.log_prob(tokens),
+                                       rtol=1e-5)  # fmt: skip
+    assert b["ids"].shape[-1] == 10 and b["scores"][3, 1] == -np.inf
+
+
+def test_prefix_counts_towards_min_length():
+    probs = {(): {A: 0.6, B: 0.4}}
+    for prefix in [(A,), (B,), (A, A), (B, A), (A, A, A), (B, A, A)]:
+        probs[prefix] = {EOS_ID: 0.9, A: 0.1}
+    s = Script(probs)
+    rows = prefixed([(B, A)])
+    assert hyp(greedy(s.step, s.state(1), 1, [10], **rows), 0, 0) == (B, A)
+    got = greedy(s.step, s.state(1), 1, [10], min_length=3, **rows)
+    assert hyp(got, 0, 0) == (B, A, A)
+    assert hyp(beam(s.step, s.state(1), 1, 2, [10], min_length=3, **rows), 0, 0) == (B, A, A)
+
+
+def test_prefix_with_a_shortlist_maps_ids_to_columns_and_must_be_listed():
+    s = BEAM_BEATS_GREEDY
+    keep = [0, 1, 2, EOS_ID, A, C, D]  # B is not listed
+    step = columns(s.step, keep)
+    g = greedy(step, s.state(1), 1, [10], vocab_ids=keep, **prefixed([(C, D)]))
+    assert hyp(g, 0, 0) == (C, D)
+    b = beam(step, s.state(1), 1, 2, [10], vocab_ids=keep, **prefixed([(A,)]))
+    assert hyp(b, 0, 0) == (A, C)
+    for run in (lambda: greedy(step, s.state(1), 1, [10], vocab_ids=keep, **prefixed([(B,)])),
+                lambda: beam(step, s.state(1), 1, 2, [10], vocab_ids=keep,
+                             **prefixed([(B,)])),):  # fmt: skip
+        with pytest.raises(tf.errors.InvalidArgumentError, match="prefix"):
+            run()
+
+
+# ----------------------------------------------------------------------------- sampling
+
+THREE_WORDS = Script({(): {A: 0.5, B: 0.3, C: 0.2}})  # then EOS
+
+
+def sample(script, rows, topk, temperature, seed=0, **options):
+    seeds = np.arange(seed, seed + rows, dtype=np.int32)
+    return greedy(script.step, script.state(rows), rows, [5] * rows, sampling_topk=topk,
+                  sampling_temperature=temperature, seeds=seeds, **options)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "topk, temperature, want",
+    [
+        (0, 1.0, {A: 0.5, B: 0.3, C: 0.2}),
+        (0, 0.5, {A: 0.25 / 0.38, B: 0.09 / 0.38, C: 0.04 / 0.38}),  # p ** (1 / T)
+        (2, 1.0, {A: 0.625, B: 0.375}),
+        (2, 2.0, {A: 0.5**0.5 / (0.5**0.5 + 0.3**0.5), B: 0.3**0.5 / (0.5**0.5 + 0.3**0.5)}),
+    ],
+)
+def test_sampling_draws_from_the_tempered_top_k_distribution(topk, temperature, want):
+    rows = 4000
+    r = sample(THREE_WORDS, rows, topk, temperature)
+    first = r["ids"][:, 0, 0]
+    assert set(np.unique(first)) <= set(want)
+    for word, p in want.items():
+        tolerance = 4 * np.sqrt(p * (1 - p) / rows)
+        assert abs(np.mean(first == word) - p) < tolerance, (word, np.mean(first == word), p)
+    assert (r["lengths"] == 1).mean() > 0.99  # then EOS (the words at FLOOR: rarely, at T 2)
+    # Scores are the model's log-probabilities (no temperature, no top-k renormalisation).
+    for row in range(20):
+        np.testing.assert_allclose(r["log_probs"][row, 0], THREE_WORDS.log_prob(hyp(r, row, 0)),
+                                   rtol=1e-5)  # fmt: skip
+
+
+def test_sampling_is_reproducible_per_row_whatever_the_batch():
+    s = BEAM_BEATS_GREEDY
+    seeds = np.array([3, 17, 3, 99, -5, 2**31 - 1], np.int32)
+
+    def run(rows):
+        return greedy(s.step, s.state(len(rows)), len(rows), [6] * len(rows), sampling_topk=0,
+                      seeds=seeds[rows])  # fmt: skip
+
+    every = run(list(range(6)))
+    again = run(list(range(6)))
+    np.testing.assert_array_equal(every["ids"], again["ids"])
+    assert hyp(every, 0, 0) == hyp(every, 2, 0)  # equal seeds, equal draws
+    for row in range(6):  # a row alone, or among others in another order: the same draw
+        alone = run([row])
+        np.testing.assert_array_equal(alone["ids"][0], every["ids"][row])
+    mixed = run([5, 1, 3])
+    np.testing.assert_array_equal(mixed["ids"], every["ids"][[5, 1, 3]])
+    # Different seeds give different samples (4000 rows of 3 words cannot all agree).
+    a = sample(THREE_WORDS, 4000, 0, 1.0, seed=0)["ids"]
+    b = sample(THREE_WORDS, 4000, 0, 1.0, seed=4000)["ids"]
+    assert (a[:, 0, 0] != b[:, 0, 0]).mean() > 0.5  # independent draws disagree 62% of the time
+
+
+def test_sampling_top_1_is_greedy_and_honours_min_length_prefix_and_forced_eos():
+    s = BEAM_BEATS_GREEDY
+    plain = greedy(s.step, s.state(2), 2, [10, 10])
+    top1 = greedy(s.step, s.state(2), 2, [10, 10], sampling_topk=1, sampling_temperature=3.0)
+    np.testing.assert_array_equal(top1["ids"], plain["ids"])  # no seeds needed, no noise
+    probs = {(): {A: 0.5, B: 0.5}}
+    for prefix in [(A,), (B,), (C,), (A, A), (A, B), (B, A), (B, B), (C, A), (C, B)]:
+        probs[prefix] = {EOS_ID: 0.5, A: 0.25, B: 0.25}
+    r = sample(Script(probs), 200, 0, 1.0, min_length=3, **prefixed([(C,)] * 200))
+    assert (r["lengths"] == 3).all() and (r["ids"][:, 0, 0] == C).all()  # max length 5 > 3
+    r = greedy(Script(probs).step, Script(probs).state(50), 50, [2] * 50, sampling_topk=0,
+               seeds=np.arange(50), min_length=4)  # fmt: skip
+    assert (r["lengths"] == 2).all() and np.isfinite(r["log_probs"]).all()  # forced EOS wins
+
+
+def test_uniform_noise_is_in_the_open_unit_interval_and_per_row():
+    seeds = tf.constant([0, 1, 2, -1], tf.int32)
+    u = search_options.uniform_noise(seeds, tf.constant(3), 5000).numpy()
+    assert u.shape == (4, 5000) and u.dtype == np.float32
+    assert (u > 0).all() and (u < 1).all()
+    assert abs(u.mean() - 0.5) < 0.01 and abs(u.var() - 1 / 12) < 0.005
+    np.testing.assert_array_equal(
+        search_options.uniform_noise(tf.constant([2, 0]), tf.constant(3), 5000).numpy(), u[[2, 0]]
+    )
+    assert not np.array_equal(search_options.uniform_noise(seeds, tf.constant(4), 5000).numpy(), u)
+
+
+def test_sampling_top_k_keeps_exactly_k_columns():
+    s = Script({(): {A: 0.4, B: 0.3, C: 0.3}})  # B and C tie: top-k keeps the lower id
+    first = sample(s, 500, 2, 1.0)["ids"][:, 0, 0]
+    assert set(first.tolist()) == {A, B}
+    first = sample(s, 500, 1000, 1.0)["ids"][:, 0, 0]  # k above the vocabulary: all of it
+    assert {A, B, C} <= set(first.tolist())
+
+
+def test_bad_sampling_arguments_raise():
+    s = THREE_WORDS
+    with pytest.raises(ValueError, match="sampling_topk"):
+        sample(s, 2, -1, 1.0)
+    with pytest.raises(ValueError, match="sampling_temperature"):
+        sample(s, 2, 0, 0.0)
+    with pytest.raises(ValueError, match="seeds"):
+        greedy(s.step, s.state(1), 1, [5], sampling_topk=0)
+
+
+@pytest.mark.parametrize("use_beam", [False, True])
+def test_sampling_and_prefix_trace_into_one_while_loop(use_beam):
+    s = BEAM_BEATS_GREEDY
+    spec = tf.TensorSpec([None], tf.int32)
+
+    @tf.function(input_signature=[spec, tf.TensorSpec([None, None], tf.int32), spec, spec])
+    def run(max_lengths, prefix_ids, prefix_lengths, seeds):
+        batch = tf.shape(max_lengths)[0]
+        options = dict(bos_id=BOS_ID, eos_id=EOS_ID, max_lengths=max_lengths,
+                       prefix_ids=prefix_ids, prefix_lengths=prefix_lengths)  # fmt: skip
+        if use_beam:
+            r = search.beam_search(s.step, s.state(batch), batch, beam_size=2, **options)
+        else:
+            r = search.greedy_search(s.step, s.state(batch), batch, sampling_topk=0,
+                                     seeds=seeds, **options)  # fmt: skip
+        return r.ids, r.lengths
+
+    whiles, _ = _while_ops(run.get_concrete_function())
+    assert len(whiles) == 1
+    rows = prefixed([(B,), ()])
+    ids, lengths = run(tf.constant([10, 10]), rows["prefix_ids"], rows["prefix_lengths"],
+                       tf.constant([1, 2]))  # fmt: skip
+    assert ids.numpy()[0, 0, 0] == B and lengths.numpy()[0, 0] == 2
+    run(tf.constant([4]), np.zeros((1, 0), np.int32), tf.constant([0]), tf.constant([7]))
+    assert run.experimental_get_tracing_count() == 1
