@@ -44,8 +44,9 @@ class Attention(keras.layers.Layer):
 
     Unscaled, the scores of 512-wide states start with a spread of several units. On Multi30k
     `general` attention collapses within 400 updates onto the final "." and EOS (whose memory
-    carries a summary of the sentence), scaled or normed alike, while `bahdanau` and `concat`
-    learn alignments; scaled `dot` stays spread but nearly uniform. The measurements are in
+    carries a summary of the sentence), scaled or normed alike, and `concat` onto the first
+    position (where the backward LSTM ends), while `bahdanau` learns alignments; scaled `dot`
+    stays spread but nearly uniform. The measurements are in
     BENCHMARKS.md, "Attention". The scale is folded into the keys by `prepare`, so it costs
     nothing per decoding step.
 
