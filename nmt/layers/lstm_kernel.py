@@ -219,7 +219,7 @@ def recurrence_generic(xw, h0, c0, rk, mask, activation, recurrent_activation, r
     xw (T, B, 4u) is x_t·kernel + b for every step, h0 and c0 (B, u), rk (u, 4u), mask
     (T, B, 1) bool or None. Returns hs (T, B, u) and the final C (B, u).
     """
-    cdt, sdt = h0.dtype, c0.dtype
+    cdt = h0.dtype
     u = h0.shape[-1]
     n, static_n = tf.shape(xw)[0], xw.shape[0]
     xs = _steps(xw, unroll)
@@ -380,3 +380,77 @@ def recurrence_fused(xw2, h0, c0, rk_t, mask, n_steps, static_steps, unroll):
         return (hs, c_last), grad
 
     return recurrence(xw2, h0, c0, rk_t)
+
+
+# ---------------------------------------------------------------------------------------------
+# Matmuls inside a step loop that autodiff differentiates (the decoder's input-feeding loop).
+# ---------------------------------------------------------------------------------------------
+
+
+class LoopMatmul:
+    """x_t W at every step t of a `tf.while_loop`, with a backward pass that is fast on CPU.
+
+    Autodiff of `tf.matmul(x_t, W)` inside a loop computes, at every step, dx_t = dz_t W^T as a
+    transpose_b matmul (about 3x slower than a plain matmul for a (B, n) x (n, m) product on CPU)
+    and dW += x_t^T dz_t (a small matmul plus an (n, m) accumulation). Instead:
+
+      - dx_t = dz_t W_T, a plain matmul with W_T = transpose(W) computed once before the loop;
+      - dW = X^T dZ, one (n, T*B) x (T*B, m) matmul after the loop. The loop adds
+        `offset(t)` to x_t W: zeros (T, B, m) made by `_zeros_with_weight_gradient`, whose
+        gradient is dZ, the stack of every dz_t. The loop records x_t with `record`; after it,
+        `finish(recorded)` stacks them into X for that gradient.
+
+    `base` (T, B, m), if given, is added to the offsets (e.g. the hoisted input projection).
+    """
+
+    def __init__(self, weight, steps, batch, base=None):
+        self.weight = tf.stop_gradient(weight)  # (n, m)
+        self.weight_t = tf.transpose(self.weight)  # (m, n)
+        self.inputs = None  # X (T, B, n), set by finish()
+        n_in, n_out = weight.shape
+        offsets = _zeros_with_weight_gradient(weight, [steps, batch, n_out], self)
+        if base is not None:
+            offsets = offsets + base
+        self.offsets = tf.TensorArray(weight.dtype, size=steps, element_shape=[None, n_out])
+        self.offsets = self.offsets.unstack(offsets)
+        self.recorded = tf.TensorArray(weight.dtype, size=steps, element_shape=[None, n_in])
+
+    def __call__(self, t, x):
+        """x_t W + offset(t) for x_t `(B, n)`: `(B, m)`."""
+        z = _matmul_with_fast_input_gradient(x, self.weight, self.weight_t)  # (B, m)
+        return z + self.offsets.read(t)
+
+    @staticmethod
+    def record(recorded, t, x):
+        return recorded.write(t, tf.stop_gradient(x))
+
+    def finish(self, recorded):
+        self.inputs = recorded.stack()  # (T, B, n)
+
+
+def _matmul_with_fast_input_gradient(x, weight, weight_t):
+    """x @ weight; gradient for x only, dz @ weight_t (a plain matmul)."""
+
+    @tf.custom_gradient
+    def matmul(x):
+        def grad(dz):
+            return tf.matmul(dz, weight_t)  # (B, n)
+
+        return tf.matmul(x, weight), grad  # (B, m)
+
+    return matmul(x)
+
+
+def _zeros_with_weight_gradient(weight, shape, loop_matmul):
+    """Zeros of `shape` (T, B, m) whose gradient dZ gives weight the gradient X^T dZ."""
+
+    @tf.custom_gradient
+    def zeros(weight):
+        def grad(dz):
+            x = loop_matmul.inputs  # (T, B, n), stacked by the loop
+            x = tf.reshape(x, [-1, x.shape[-1]])  # (T*B, n)
+            return tf.matmul(x, tf.reshape(dz, [-1, dz.shape[-1]]), transpose_a=True)  # (n, m)
+
+        return tf.zeros(shape, weight.dtype), grad
+
+    return zeros(weight)
