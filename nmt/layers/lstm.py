@@ -26,6 +26,7 @@ import keras
 import tensorflow as tf
 from keras import activations, constraints, initializers, ops, regularizers
 
+from nmt.layers import cudnn
 from nmt.layers.lstm_kernel import (
     cast,
     is_standard,
@@ -298,8 +299,14 @@ class LSTM(keras.layers.RNN):
     `lstm_step` (`recurrence_generic`). Both compute the same equations as Keras to float32
     rounding.
 
-    Not accepted: Keras' `use_cudnn` (this layer never dispatches to cuDNN). `implementation`
-    is accepted and ignored (Keras' two implementations compute the same function).
+    `use_cudnn` ("auto", True, False; nmt/layers/cudnn.py) as in Keras: with a GPU, tanh/sigmoid,
+    no recurrent dropout, `unroll=False`, a bias, a 16/32/64-bit float compute dtype and a
+    right-padded mask (or none), the whole recurrence is one cuDNN call ("auto" and True);
+    otherwise, and on every CPU, our kernel ("auto"), or Keras' ValueError (True; a mask that is
+    not right-padded fails at run time, as in Keras). Unlike Keras' cuDNN path, the outputs at
+    masked steps are the same on GPU as on CPU (the rule above). Under 16-bit policies cuDNN
+    keeps C in the compute dtype; it is returned in float32. `implementation` is accepted and
+    ignored (Keras' two implementations compute the same function).
     """
 
     def __init__(
@@ -327,9 +334,11 @@ class LSTM(keras.layers.RNN):
         go_backwards: bool = False,
         stateful: bool = False,
         unroll: bool = False,
+        use_cudnn: bool | str = "auto",
         zero_output_for_mask: bool = False,
         **kwargs: Any,
     ) -> None:
+        cudnn.check_use_cudnn(use_cudnn)
         kwargs.pop("implementation", None)
         kwargs.pop("autocast", None)
         cell = LSTMCell(
@@ -367,6 +376,10 @@ class LSTM(keras.layers.RNN):
             **kwargs,
         )
         self.input_spec = keras.InputSpec(ndim=3)
+        self.use_cudnn = use_cudnn
+        if use_cudnn in (True, "auto") and cudnn.gpu_available():
+            if cudnn.arguments_support_cudnn(activation, recurrent_activation, unroll, use_bias):
+                self.supports_jit = False  # as keras.layers.LSTM: cuDNN ops are not XLA ops
 
     # The constructor arguments, read back from the cell (as keras.layers.LSTM exposes them).
     @property
@@ -471,15 +484,9 @@ class LSTM(keras.layers.RNN):
             xw = xw + cast(cell.bias, cdt)  # (T·B, 4u)
         return tf.reshape(xw, [n, b, 4 * u])  # (T, B, 4u)
 
-    def call(self, sequences, initial_state=None, mask=None, training=False):
+    def _initial_state(self, x, initial_state):
+        """(h0 in the compute dtype, c0 in the state dtype), each (B, u)."""
         cell = self.cell
-        cdt, sdt = cell.compute_dtype, cell.state_dtype
-        x = cast(sequences, cdt)  # (B, T, D)
-        if self.unroll and x.shape[1] is None:
-            raise ValueError(
-                "Cannot unroll a RNN if the time dimension is undefined. Pass an `Input()` "
-                "with a fixed time dimension (`shape=` or `batch_shape=`)."
-            )
         if initial_state is None:
             if self.stateful:
                 initial_state = self.states
@@ -498,56 +505,54 @@ class LSTM(keras.layers.RNN):
             raise ValueError(
                 f"LSTM expects initial_state=[h, c] (two tensors); got {len(initial_state)}."
             )
-        h0 = cast(initial_state[0], cdt)  # (B, u)
-        c0 = cast(initial_state[1], sdt)  # (B, u)
+        return cast(initial_state[0], cell.compute_dtype), cast(initial_state[1], cell.state_dtype)
 
-        if mask is not None:
-            if isinstance(mask, (list, tuple)):
-                mask = mask[0]
-            mask = tf.cast(mask, tf.bool)  # (B, T)
+    def _dropout_masks(self, x, h0, training):
+        """(input masks (count, B, D) or None, recurrent masks (4, B, u) or None)."""
+        cell, cdt = self.cell, self.cell.compute_dtype
+        dp = rdp = None
+        if training and 0.0 < cell.dropout < 1.0:
+            count = 4 if cell.recurrent_dropout > 0 else 1  # per-gate masks, as Keras does
+            ones = tf.ones_like(x[:, 0])  # (B, D)
+            dp = cast(_dropout_masks(ones, cell.dropout, count, cell.seed_generator), cdt)
+        if training and 0.0 < cell.recurrent_dropout < 1.0:
+            ones = tf.ones_like(h0)  # (B, u)
+            rdp = _dropout_masks(ones, cell.recurrent_dropout, 4, cell.seed_generator)
+            rdp = cast(rdp, cdt)  # (4, B, u)
+        return dp, rdp
+
+    def _cudnn_wanted(self) -> bool:
+        """Whether this call goes to cuDNN (mask permitting); raises as Keras where it cannot."""
+        cell = self.cell
+        possible = (
+            not cell.recurrent_dropout
+            and cudnn.arguments_support_cudnn(
+                cell.activation, cell.recurrent_activation, self.unroll, cell.use_bias
+            )
+            and cell.compute_dtype in cudnn.CUDNN_DTYPES
+            and cudnn.gpu_available()
+        )
+        if self.use_cudnn in ("auto", True) and possible:
+            return True
+        if self.use_cudnn is True:
+            raise ValueError(cudnn.UNSUPPORTED)
+        return False
+
+    def _recurrence(self, x, h0, c0, mask, dp, rdp):
+        """Our kernel: (states (B, T, u) in processing order or None, h_last, C_last)."""
+        cell = self.cell
+        cdt = cell.compute_dtype
         if self.go_backwards:
             x = tf.reverse(x, [1])
             if mask is not None:
                 mask = tf.reverse(mask, [1])
         n_steps, static_steps = tf.shape(x)[1], x.shape[1]
-
-        dp = None
-        if training and 0.0 < cell.dropout < 1.0:
-            count = 4 if cell.recurrent_dropout > 0 else 1  # per-gate masks, as Keras does
-            ones = tf.ones_like(x[:, 0])  # (B, D)
-            dp = cast(_dropout_masks(ones, cell.dropout, count, cell.seed_generator), cdt)
-        rdp = None
-        if training and 0.0 < cell.recurrent_dropout < 1.0:
-            ones = tf.ones_like(h0)  # (B, u)
-            rdp = _dropout_masks(ones, cell.recurrent_dropout, 4, cell.seed_generator)
-            rdp = cast(rdp, cdt)  # (4, B, u)
         fused = (
             is_standard(cell.activation, cell.recurrent_activation)
             and rdp is None
             and (dp is None or dp.shape[0] == 1)
         )
-
-        if fused:
-            if dp is not None:
-                x = x * dp[0][:, None, :]  # (B, T, D)
-            kernel_t = tf.transpose(cast(cell.kernel, cdt))  # (4u, D)
-            x2 = tf.reshape(tf.transpose(x, [2, 1, 0]), [kernel_t.shape[1], -1])  # (D, T·B)
-            bias = cast(cell.bias, cdt) if cell.use_bias else None  # (4u,)
-            xw2 = project_feature_major(x2, kernel_t, bias)  # (4u, T·B)
-            hs, c_last = recurrence_fused(
-                xw2,
-                tf.transpose(h0),
-                tf.transpose(c0),
-                tf.transpose(cast(cell.recurrent_kernel, cdt)),
-                None if mask is None else tf.transpose(mask)[:, None, :],  # (T, 1, B)
-                n_steps,
-                static_steps,
-                self.unroll,
-            )  # (T, u, B), (u, B)
-            h_last = tf.transpose(hs[-1])  # (B, u)
-            c_last = tf.transpose(c_last)  # (B, u)
-            seq = tf.transpose(hs, [2, 0, 1]) if self.return_sequences else None  # (B, T, u)
-        else:
+        if not fused:
             xw = self._input_projection(tf.transpose(x, [1, 0, 2]), dp)  # (T, B, 4u)
             hs, c_last = recurrence_generic(
                 xw,
@@ -560,14 +565,77 @@ class LSTM(keras.layers.RNN):
                 rdp,
                 self.unroll,
             )  # (T, B, u), (B, u)
-            h_last = hs[-1]  # (B, u)
             seq = tf.transpose(hs, [1, 0, 2]) if self.return_sequences else None  # (B, T, u)
+            return seq, hs[-1], c_last
+        if dp is not None:
+            x = x * dp[0][:, None, :]  # (B, T, D)
+        kernel_t = tf.transpose(cast(cell.kernel, cdt))  # (4u, D)
+        x2 = tf.reshape(tf.transpose(x, [2, 1, 0]), [kernel_t.shape[1], -1])  # (D, T·B)
+        bias = cast(cell.bias, cdt) if cell.use_bias else None  # (4u,)
+        hs, c_last = recurrence_fused(
+            project_feature_major(x2, kernel_t, bias),  # (4u, T·B)
+            tf.transpose(h0),
+            tf.transpose(c0),
+            tf.transpose(cast(cell.recurrent_kernel, cdt)),
+            None if mask is None else tf.transpose(mask)[:, None, :],  # (T, 1, B)
+            n_steps,
+            static_steps,
+            self.unroll,
+        )  # (T, u, B), (u, B)
+        seq = tf.transpose(hs, [2, 0, 1]) if self.return_sequences else None  # (B, T, u)
+        return seq, tf.transpose(hs[-1]), tf.transpose(c_last)
+
+    def _cudnn_or_ours(self, x, h0, c0, mask, dp, rdp):
+        """The cuDNN recurrence where the mask allows it (right-padded), else ours."""
+
+        def tensors(result):  # tf.cond's branches return tensors only
+            seq, h, c = result
+            return (h, c) if seq is None else (seq, h, c)
+
+        def run_cudnn():
+            x_in = x if dp is None else x * dp[0][:, None, :]  # (B, T, D)
+            return tensors(
+                cudnn.run_cudnn(
+                    x_in, h0, c0, self.cell, mask, self.go_backwards, self.return_sequences
+                )
+            )
+
+        if mask is None:
+            result = run_cudnn()
+        elif self.use_cudnn is True:
+            ok = cudnn.mask_is_right_padded(mask)
+            with tf.control_dependencies([tf.debugging.Assert(ok, [cudnn.MASK_NOT_RIGHT_PADDED])]):
+                result = run_cudnn()
+        else:
+            ours = lambda: tensors(self._recurrence(x, h0, c0, mask, dp, rdp))  # noqa: E731
+            result = tf.cond(cudnn.mask_is_right_padded(mask), run_cudnn, ours)
+        return result if self.return_sequences else (None, *result)
+
+    def call(self, sequences, initial_state=None, mask=None, training=False):
+        x = cast(sequences, self.cell.compute_dtype)  # (B, T, D)
+        if self.unroll and x.shape[1] is None:
+            raise ValueError(
+                "Cannot unroll a RNN if the time dimension is undefined. Pass an `Input()` "
+                "with a fixed time dimension (`shape=` or `batch_shape=`)."
+            )
+        h0, c0 = self._initial_state(x, initial_state)  # (B, u) each
+        if mask is not None:
+            if isinstance(mask, (list, tuple)):
+                mask = mask[0]
+            mask = tf.cast(mask, tf.bool)  # (B, T)
+        dp, rdp = self._dropout_masks(x, h0, training)
+        if self._cudnn_wanted():
+            seq, h_last, c_last = self._cudnn_or_ours(x, h0, c0, mask, dp, rdp)
+        else:
+            seq, h_last, c_last = self._recurrence(x, h0, c0, mask, dp, rdp)
 
         if self.stateful:
             for variable, value in zip(self.states, (h_last, c_last), strict=True):
                 variable.assign(cast(value, variable.dtype))
 
         # Outputs as Keras gives them at masked steps (see the class docstring).
+        if mask is not None and self.go_backwards:
+            mask = tf.reverse(mask, [1])  # processing order
         if mask is None:
             valid = None
         elif self.zero_output_for_mask:
@@ -604,6 +672,10 @@ class LSTM(keras.layers.RNN):
             "recurrent_dropout": self.recurrent_dropout,
             "seed": self.seed,
         }
+        if self.use_cudnn != "auto":
+            # Kept when set. keras.layers.LSTM (3.15) leaves it out of its config altogether;
+            # leaving out the default keeps our default config key for key equal to Keras'.
+            config["use_cudnn"] = self.use_cudnn
         base = super().get_config()
         del base["cell"]
         return {**base, **config}
