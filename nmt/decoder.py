@@ -131,7 +131,12 @@ class Decoder(keras.layers.Layer):
         matmul after the loop; see `LoopMatmul`), about 30% faster than autodiff on CPU;
       - without input feeding every layer runs as a whole-sequence LSTM call and attention is
         one batched contraction for all steps;
-      - either way the vocabulary projection is one (B*T, units) x (units, V) matmul.
+      - either way the vocabulary projection is one (B*T, units) x (units, V) matmul;
+      - `loop_jit = True` (config `train.decoder_loop_jit`) XLA-compiles each step of the
+        input-feeding loop (forward and backward): on a GPU that fuses the many small kernels
+        of a step (the loop cannot be one cuDNN call: attention feeds each step's input). The
+        whole loop cannot be one XLA function: its gradient would pass TensorLists across the
+        XLA boundary, which TensorFlow does not support.
 
     Args:
         vocab_size: int. Target vocabulary size V.
@@ -214,6 +219,9 @@ class Decoder(keras.layers.Layer):
         self.residual = residual
         self.bridge = bridge
         self.tie_output_embeddings = tie_output_embeddings
+        # Runtime switch, not config (set from `train.decoder_loop_jit`): XLA-compile each
+        # step of the input-feeding loop of `call()`.
+        self.loop_jit = False
 
         # === Layers ===
         if embedding is None:
@@ -360,11 +368,21 @@ class Decoder(keras.layers.Layer):
     def _feeding_loop(
         self, embedded, memory, memory_mask, keys, initial_state, training, return_attention
     ):
-        """With input feeding: one tf.while_loop over t.
+        """With input feeding: one tf.while_loop over t (its step XLA-compiled with `loop_jit`).
 
         Returns `(h~ (B, T, units), attention float32 (B, T, S) or None)`; the attention
         weights are kept only when `return_attention` is set.
         """
+        noise = None  # the loop's dropout masks, drawn outside it (and outside XLA)
+        if bool(training) and self.seed_generator is not None:
+            steps, batch = tf.shape(embedded)[1], tf.shape(embedded)[0]
+            noise = self._loop_masks(steps, batch, self.compute_dtype)  # (T, L, B, units)
+        return self._loop(
+            embedded, memory, memory_mask, keys, initial_state, noise, return_attention
+        )
+
+    def _loop(self, embedded, memory, memory_mask, keys, initial_state, noise, return_attention):
+        """The input-feeding loop itself; `noise` (T, L, B, units) or None."""
         dtype = self.compute_dtype
         units, emb_dim, num_layers = self.units, self.embedding_dim, self.num_layers
         cells = [layer.cell for layer in self.rnn_layers]
@@ -399,9 +417,8 @@ class Decoder(keras.layers.Layer):
             matmuls.append(LoopMatmul(weight, steps, batch, base=tf.broadcast_to(bias, gates)))
         matmuls.append(LoopMatmul(params["output_kernel"], steps, batch))
 
-        use_noise = bool(training) and self.seed_generator is not None
+        use_noise = noise is not None
         if use_noise:
-            noise = self._loop_masks(steps, batch, dtype)  # (T, L, B, units)
             noise_ta = tf.TensorArray(dtype, size=steps, element_shape=[num_layers, None, units])
             noise_ta = noise_ta.unstack(noise)
         outputs_ta = tf.TensorArray(dtype, size=steps, element_shape=[None, units])
@@ -420,32 +437,42 @@ class Decoder(keras.layers.Layer):
         )
         feed = ops.cast(feed, dtype)
 
-        def body(t, hs, cs, feed, outputs_ta, kept, recorded):
-            recorded = list(recorded)
-            if use_noise:
-                masks = noise_ta.read(t)  # (L, B, units)
-            new_hs, new_cs, top = [], [], feed
+        def compute(offsets, masks, hs, cs, feed):
+            """One step on tensors only (no TensorArrays), so that it can be XLA-compiled.
+
+            Returns (new hs, new cs, h~ (B, units), attention (B, S), every loop-matmul input).
+            """
+            new_hs, new_cs, xs, top = [], [], [], feed
             for i in range(num_layers):
-                inputs = top * masks[i] if use_noise and i > 0 else top  # (B, units)
+                inputs = top * masks[i] if masks is not None and i > 0 else top  # (B, units)
                 x = tf.concat([inputs, hs[i]], 1)  # (B, 2 units)
-                recorded[i] = LoopMatmul.record(recorded[i], t, x)
-                z = matmuls[i](t, x)  # (B, 4 units)
+                xs.append(x)
+                z = matmuls[i].apply(x, offsets[i])  # (B, 4 units)
                 h, c = lstm_step(z, cs[i], cells[i].activation, cells[i].recurrent_activation)
                 new_hs.append(h)
                 new_cs.append(c)
                 top = h + inputs if i > 0 and self._residual_at(i, inputs) else h  # (B, units)
             context, weights = self.attention_layer.attend(top, memory, memory_mask, keys, params)
-            if return_attention:
-                kept = (kept[0].write(t, tf.stop_gradient(weights)),)  # (B, S) at t
             # h~ = tanh([c_t; out_L] W_c), as Attention.attentional_hidden.
             joined = tf.concat([context, top], 1)  # (B, units + units)
-            recorded[-1] = LoopMatmul.record(recorded[-1], t, joined)
-            h_tilde = tf.tanh(matmuls[-1](t, joined))  # (B, units)
-            if use_noise:
+            xs.append(joined)
+            h_tilde = tf.tanh(matmuls[-1].apply(joined, offsets[-1]))  # (B, units)
+            if masks is not None:
                 h_tilde = h_tilde * masks[0]
+            return tuple(new_hs), tuple(new_cs), h_tilde, weights, tuple(xs)
+
+        if self.loop_jit:  # one XLA cluster per step, forward and backward
+            compute = tf.function(compute, jit_compile=True)
+
+        def body(t, hs, cs, feed, outputs_ta, kept, recorded):
+            masks = noise_ta.read(t) if use_noise else None  # (L, B, units)
+            offsets = [matmul.offset(t) for matmul in matmuls]  # (B, 4u) ..., (B, units)
+            new_hs, new_cs, h_tilde, weights, xs = compute(offsets, masks, hs, cs, feed)
+            if return_attention:
+                kept = (kept[0].write(t, tf.stop_gradient(weights)),)  # (B, S) at t
+            recorded = tuple(LoopMatmul.record(r, t, x) for r, x in zip(recorded, xs, strict=True))
             outputs_ta = outputs_ta.write(t, h_tilde)
-            new_state = (tuple(new_hs), tuple(new_cs), h_tilde)
-            return (t + 1, *new_state, outputs_ta, kept, tuple(recorded))
+            return (t + 1, new_hs, new_cs, h_tilde, outputs_ta, kept, recorded)
 
         _, _, _, _, outputs_ta, kept, recorded = tf.while_loop(
             lambda t, *_: t < steps,

@@ -71,36 +71,45 @@ def step_forward(z, c_prev, axis: int = -1):
     σ is taken of all four blocks at once (the C̃ block of σ(z) is unused): one elementwise op
     over the packed gates instead of three over slices. h is in z's dtype, C in c_prev's.
     """
+    h, c, a, g, _ = _forward(z, c_prev, axis)
+    return h, c, a, g
+
+
+def _forward(z, c_prev, axis):
+    """`step_forward` plus tanh(C) (…u…), which the one-step backward pass reuses."""
     sdt = c_prev.dtype
     a = tf.sigmoid(z)  # (…4u…) σ(z)
     a_i, a_f, _, a_o = tf.split(a, 4, axis=axis)  # (…u…) each
     g = tf.tanh(tf.split(z, 4, axis=axis)[2])  # (…u…) C̃
     c = cast(a_f, sdt) * c_prev + cast(a_i, sdt) * cast(g, sdt)  # (…u…)
-    h = cast(cast(a_o, sdt) * tf.tanh(c), z.dtype)  # (…u…)
-    return h, c, a, g
+    tc = tf.tanh(c)  # (…u…)
+    h = cast(cast(a_o, sdt) * tc, z.dtype)  # (…u…)
+    return h, c, a, g, tc
 
 
-def gate_derivatives(a, g, c_prev, c, axis: int = -1):
+def gate_derivatives(a, g, c_prev, c, axis: int = -1, tc=None):
     """The step's elementwise derivatives from its saved values (any leading shape).
 
     Returns (dgates (…4u…): ∂C/∂z_i, ∂C/∂z_f, ∂C/∂z_C, ∂h/∂z_o packed as z; dh_dc (…u…):
-    ∂h/∂C through tanh(C); f (…u…): ∂C/∂C_prev), all in C's dtype.
+    ∂h/∂C through tanh(C); f (…u…): ∂C/∂C_prev), all in C's dtype. `tc` is tanh(C) if kept.
+    σ' = σ(1 - σ) and tanh' = 1 - tanh² are TensorFlow's fused SigmoidGrad / TanhGrad ops
+    (σ'(z)·v, tanh'(z)·v from the saved activations), one op per block.
     """
     sdt = c.dtype
     a_i, a_f, _, a_o = (cast(v, sdt) for v in tf.split(a, 4, axis=axis))
     g = cast(g, sdt)
-    tc = tf.tanh(c)
-    dh_dc = a_o * (1.0 - tc * tc)
+    tc = tf.tanh(c) if tc is None else tc
+    sigmoid_grad, tanh_grad = tf.raw_ops.SigmoidGrad, tf.raw_ops.TanhGrad
     dgates = tf.concat(
         [
-            g * a_i * (1.0 - a_i),  # ∂C/∂z_i
-            c_prev * a_f * (1.0 - a_f),  # ∂C/∂z_f
-            a_i * (1.0 - g * g),  # ∂C/∂z_C
-            tc * a_o * (1.0 - a_o),  # ∂h/∂z_o
+            sigmoid_grad(y=a_i, dy=g),  # ∂C/∂z_i = C̃ σ'(z_i)
+            sigmoid_grad(y=a_f, dy=c_prev),  # ∂C/∂z_f = C_prev σ'(z_f)
+            tanh_grad(y=g, dy=a_i),  # ∂C/∂z_C = i tanh'(z_C)
+            sigmoid_grad(y=a_o, dy=tc),  # ∂h/∂z_o = tanh(C) σ'(z_o)
         ],
         axis=axis,
     )
-    return dgates, dh_dc, a_f
+    return dgates, tanh_grad(y=tc, dy=a_o), a_f  # dh_dc = o tanh'(C)
 
 
 def step_backward(dh, dc, dgates, dh_dc, f, z_dtype, axis: int = -1):
@@ -137,13 +146,13 @@ def lstm_step(
 
     @tf.custom_gradient
     def step(z, c_prev):
-        h, c, a, g = step_forward(z, c_prev, axis)
+        h, c, a, g, tc = _forward(z, c_prev, axis)
 
         def grad(dh, dc):
             sdt = c.dtype
             dh = tf.zeros_like(c) if dh is None else cast(dh, sdt)
             dc = tf.zeros_like(c) if dc is None else cast(dc, sdt)
-            dgates, dh_dc, f = gate_derivatives(a, g, c_prev, c, axis)
+            dgates, dh_dc, f = gate_derivatives(a, g, c_prev, c, axis, tc)
             return step_backward(dh, dc, dgates, dh_dc, f, z.dtype, axis)
 
         return (h, c), grad
@@ -417,8 +426,15 @@ class LoopMatmul:
 
     def __call__(self, t, x):
         """x_t W + offset(t) for x_t `(B, n)`: `(B, m)`."""
-        z = _matmul_with_fast_input_gradient(x, self.weight, self.weight_t)  # (B, m)
-        return z + self.offsets.read(t)
+        return self.apply(x, self.offset(t))
+
+    def offset(self, t):
+        """offset(t) `(B, m)`, read from the loop's TensorArray."""
+        return self.offsets.read(t)
+
+    def apply(self, x, offset):
+        """x W + offset, with `offset(t)` read by the caller (e.g. outside an XLA function)."""
+        return _matmul_with_fast_input_gradient(x, self.weight, self.weight_t) + offset  # (B, m)
 
     @staticmethod
     def record(recorded, t, x):
