@@ -3,8 +3,9 @@
 With a GPU and an eligible configuration the layer's whole-sequence recurrence is one
 `CudnnRNNV3` call: the same six equations (nmt/layers/lstm_kernel.py) computed by the cuDNN
 kernel. Eligible, as Keras documents it: tanh / sigmoid activations, no recurrent dropout, not
-unrolled, bias on; and at run time a right-padded mask (True steps first, no empty row), else
-`use_cudnn="auto"` runs our own kernel and `use_cudnn=True` fails as Keras does.
+unrolled, bias on; not inside an XLA-compiled function; and at run time a right-padded mask
+(True steps first, no empty row), else `use_cudnn="auto"` runs our own kernel and
+`use_cudnn=True` fails as Keras does.
 
 Weight layout: ours is Keras' (kernel (D, 4u), recurrent_kernel (u, 4u), bias (4u,), gate
 blocks i, f, C̃, o). cuDNN takes one flat vector: the eight matrices W_i, W_f, W_C, W_o (input,
@@ -49,6 +50,16 @@ def check_use_cudnn(value) -> None:
 
 def gpu_available() -> bool:
     return bool(tf.config.list_logical_devices("GPU"))
+
+
+def in_xla_context() -> bool:
+    """Whether the op being built goes into an XLA-compiled function (`jit_compile=True`,
+    e.g. `train.jit`), where the cuDNN op cannot run; then "auto" takes our kernel."""
+    try:
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:  # pragma: no cover - TensorFlow moved its internals
+        return False
+    return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
 
 
 def arguments_support_cudnn(activation, recurrent_activation, unroll, use_bias) -> bool:

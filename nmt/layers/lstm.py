@@ -67,14 +67,15 @@ class LSTM(keras.layers.RNN):
     `lstm_step` (`recurrence_generic`). Both compute the same equations as Keras to float32
     rounding.
 
-    `use_cudnn` ("auto", True, False; nmt/layers/cudnn.py) as in Keras: with a GPU, tanh/sigmoid,
-    no recurrent dropout, `unroll=False`, a bias, a 16/32/64-bit float compute dtype and a
-    right-padded mask (or none), the whole recurrence is one cuDNN call ("auto" and True);
-    otherwise, and on every CPU, our kernel ("auto"), or Keras' ValueError (True; a mask that is
-    not right-padded fails at run time, as in Keras). Unlike Keras' cuDNN path, the outputs at
-    masked steps are the same on GPU as on CPU (the rule above). Under 16-bit policies cuDNN
-    keeps C in the compute dtype; it is returned in float32. `implementation` is accepted and
-    ignored (Keras' two implementations compute the same function).
+    `use_cudnn` ("auto", True, False; nmt/layers/cudnn.py) as in Keras: with a GPU,
+    tanh/sigmoid, no recurrent dropout, `unroll=False`, a bias, a 16/32/64-bit float compute
+    dtype, outside XLA-compiled functions, and a right-padded mask (or none), the whole
+    recurrence is one cuDNN call ("auto" and True); otherwise, and on every CPU, our kernel
+    ("auto"), or Keras' ValueError (True; a mask that is not right-padded fails at run time, as
+    in Keras). Unlike Keras' cuDNN path, the outputs at masked steps are the same on GPU as on
+    CPU (the rule above). Under 16-bit policies cuDNN keeps C in the compute dtype; it is
+    returned in float32. `implementation` is accepted and ignored (Keras' two implementations
+    compute the same function).
     """
 
     def __init__(
@@ -299,6 +300,7 @@ class LSTM(keras.layers.RNN):
             )
             and cell.compute_dtype in cudnn.CUDNN_DTYPES
             and cudnn.gpu_available()
+            and not cudnn.in_xla_context()
         )
         if self.use_cudnn in ("auto", True) and possible:
             return True

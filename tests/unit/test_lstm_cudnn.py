@@ -217,6 +217,23 @@ def test_cudnn_path_traces_in_a_tf_function(fake_gpu):
     np.testing.assert_allclose(run(x, WITH_HOLES), ours(x, mask=WITH_HOLES), atol=1e-6)
 
 
+def test_inside_xla_auto_takes_our_kernel_and_true_fails(fake_gpu):
+    """cuDNN ops cannot be XLA-compiled (e.g. `train.jit`): "auto" runs our kernel there."""
+    layer = _built(LSTM, _weights(11), return_sequences=True)
+    x = np.random.default_rng(12).normal(size=(B, T, D)).astype("float32")
+    got = tf.function(lambda x: layer(x), jit_compile=True)(x)
+    assert not fake_gpu
+    np.testing.assert_allclose(
+        got,
+        _built(LSTM, _weights(11), return_sequences=True, use_cudnn=False)(x),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    strict = _built(LSTM, _weights(11), use_cudnn=True)
+    with pytest.raises(ValueError, match="use_cudnn=True was specified"):
+        tf.function(lambda x: strict(x), jit_compile=True)(x)
+
+
 # === On a GPU: the real cuDNN kernel ===
 
 
