@@ -140,3 +140,20 @@ def test_decoder_loop_jit_gives_the_same_logits_and_gradients(training):
     for variable, a, b in zip(decoder.trainable_variables, jit_grads, grads, strict=True):
         a, b = tf.convert_to_tensor(a), tf.convert_to_tensor(b)
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=variable.path)
+
+
+def test_lstm_step_hand_backward_equals_autodiff():
+    from nmt.layers.lstm_kernel import lstm_step
+
+    rng = np.random.default_rng(7)
+    z = tf.constant(rng.normal(size=(3, 16)).astype("float32"))
+    c = tf.constant(rng.normal(size=(3, 4)).astype("float32"))
+    results = []
+    for hand in (False, True):
+        with tf.GradientTape() as tape:
+            tape.watch([z, c])
+            h, c_new = lstm_step(z, c, hand_backward=hand)
+            loss = tf.reduce_sum(tf.sin(2.0 * h) + tf.cos(c_new))
+        results.append((h, c_new, *tape.gradient(loss, [z, c])))
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
