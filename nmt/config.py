@@ -106,7 +106,10 @@ class TrainConfig:
     log_every_seconds: float = 30.0  # ... and after this many seconds of training; 0: never
     seed: int = 1234
     precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = "auto"
-    jit: bool = False
+    jit: bool = False  # XLA-compile the whole train step
+    # XLA-compile only the input-feeding decoder's step loop (forward and backward): for GPUs,
+    # where that loop is many small kernels per step; the rest keeps cuDNN (which XLA excludes)
+    decoder_loop_jit: bool = False
     deterministic: bool = False  # tf.config.experimental.enable_op_determinism
     max_nonfinite_steps: int = 20  # float16: consecutive non-finite losses tolerated, then stop
 

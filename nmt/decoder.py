@@ -9,6 +9,7 @@ from keras import ops
 from nmt.layers.attention import SCORES, Attention
 from nmt.layers.dropout import extra_dropouts, resolve_rate
 from nmt.layers.lstm import LSTM
+from nmt.layers.lstm_kernel import LoopMatmul, lstm_step
 
 BRIDGES = ("copy", "dense", "none")
 
@@ -94,92 +95,9 @@ class OutputProjection(keras.layers.Layer):
         return config
 
 
-class _LoopMatmul:
-    """x_t W at every step t of a `tf.while_loop`, with a backward pass that is fast on CPU.
-
-    Autodiff of `tf.matmul(x_t, W)` inside a loop computes, at every step, dx_t = dz_t W^T as a
-    transpose_b matmul (about 3x slower than a plain matmul for a (B, n) x (n, m) product on CPU)
-    and dW += x_t^T dz_t (a small matmul plus an (n, m) accumulation). Instead:
-
-      - dx_t = dz_t W_T, a plain matmul with W_T = transpose(W) computed once before the loop;
-      - dW = X^T dZ, one (n, T*B) x (T*B, m) matmul after the loop. The loop adds
-        `offset(t)` to x_t W: zeros (T, B, m) made by `_zeros_with_weight_gradient`, whose
-        gradient is dZ, the stack of every dz_t. The loop records x_t with `record`; after it,
-        `finish(recorded)` stacks them into X for that gradient.
-
-    `base` (T, B, m), if given, is added to the offsets (e.g. the hoisted input projection).
-    """
-
-    def __init__(self, weight, steps, batch, base=None):
-        self.weight = tf.stop_gradient(weight)  # (n, m)
-        self.weight_t = tf.transpose(self.weight)  # (m, n)
-        self.inputs = None  # X (T, B, n), set by finish()
-        n_in, n_out = weight.shape
-        offsets = _zeros_with_weight_gradient(weight, [steps, batch, n_out], self)
-        if base is not None:
-            offsets = offsets + base
-        self.offsets = tf.TensorArray(weight.dtype, size=steps, element_shape=[None, n_out])
-        self.offsets = self.offsets.unstack(offsets)
-        self.recorded = tf.TensorArray(weight.dtype, size=steps, element_shape=[None, n_in])
-
-    def __call__(self, t, x):
-        """x_t W + offset(t) for x_t `(B, n)`: `(B, m)`."""
-        z = _matmul_with_fast_input_gradient(x, self.weight, self.weight_t)  # (B, m)
-        return z + self.offsets.read(t)
-
-    @staticmethod
-    def record(recorded, t, x):
-        return recorded.write(t, tf.stop_gradient(x))
-
-    def finish(self, recorded):
-        self.inputs = recorded.stack()  # (T, B, n)
-
-
-def _matmul_with_fast_input_gradient(x, weight, weight_t):
-    """x @ weight; gradient for x only, dz @ weight_t (a plain matmul)."""
-
-    @tf.custom_gradient
-    def matmul(x):
-        def grad(dz):
-            return tf.matmul(dz, weight_t)  # (B, n)
-
-        return tf.matmul(x, weight), grad  # (B, m)
-
-    return matmul(x)
-
-
-def _zeros_with_weight_gradient(weight, shape, loop_matmul):
-    """Zeros of `shape` (T, B, m) whose gradient dZ gives weight the gradient X^T dZ."""
-
-    @tf.custom_gradient
-    def zeros(weight):
-        def grad(dz):
-            x = loop_matmul.inputs  # (T, B, n), stacked by the loop
-            x = tf.reshape(x, [-1, x.shape[-1]])  # (T*B, n)
-            return tf.matmul(x, tf.reshape(dz, [-1, dz.shape[-1]]), transpose_a=True)  # (n, m)
-
-        return tf.zeros(shape, weight.dtype), grad
-
-    return zeros(weight)
-
-
 def _state_dtype(cell):
     """Dtype of the cell state c: the cell's `state_dtype` (float32 under 16-bit policies)."""
     return getattr(cell, "state_dtype", cell.compute_dtype)
-
-
-def _lstm_update(z, c, cell):
-    """LSTM gates from pre-activations z = x W + h U + b, packed [i, f, c, o] as in the cell.
-
-    Same arithmetic and dtypes as `LSTMCell.call`: gates in the compute dtype of z, the cell
-    state c in `_state_dtype(cell)`, h cast back to the compute dtype.
-    """
-    sdt = c.dtype
-    i, f, g, o = tf.split(z, 4, axis=-1)  # each (B, units)
-    sigma, act = cell.recurrent_activation, cell.activation
-    c = tf.cast(sigma(f), sdt) * c + tf.cast(sigma(i), sdt) * tf.cast(act(g), sdt)  # (B, u)
-    h = tf.cast(tf.cast(sigma(o), sdt) * act(c), z.dtype)  # (B, units)
-    return h, c
 
 
 @keras.saving.register_keras_serializable(package="nmt")
@@ -210,10 +128,15 @@ class Decoder(keras.layers.Layer):
         `tf.while_loop`; in the loop each layer does one matmul of [input; h] with the
         stacked [W; U]; dropout masks for the loop are drawn before it; the loop's matmuls
         have a hand-made backward pass (plain-matmul input gradients, weight gradients as one
-        matmul after the loop; see `_LoopMatmul`), about 30% faster than autodiff on CPU;
+        matmul after the loop; see `LoopMatmul`), about 30% faster than autodiff on CPU;
       - without input feeding every layer runs as a whole-sequence LSTM call and attention is
         one batched contraction for all steps;
-      - either way the vocabulary projection is one (B*T, units) x (units, V) matmul.
+      - either way the vocabulary projection is one (B*T, units) x (units, V) matmul;
+      - `loop_jit = True` (config `train.decoder_loop_jit`) XLA-compiles each step of the
+        input-feeding loop (forward and backward): on a GPU that fuses the many small kernels
+        of a step (the loop cannot be one cuDNN call: attention feeds each step's input). The
+        whole loop cannot be one XLA function: its gradient would pass TensorLists across the
+        XLA boundary, which TensorFlow does not support.
 
     Args:
         vocab_size: int. Target vocabulary size V.
@@ -296,6 +219,9 @@ class Decoder(keras.layers.Layer):
         self.residual = residual
         self.bridge = bridge
         self.tie_output_embeddings = tie_output_embeddings
+        # Runtime switch, not config (set from `train.decoder_loop_jit`): XLA-compile each
+        # step of the input-feeding loop of `call()`.
+        self.loop_jit = False
 
         # === Layers ===
         if embedding is None:
@@ -442,11 +368,21 @@ class Decoder(keras.layers.Layer):
     def _feeding_loop(
         self, embedded, memory, memory_mask, keys, initial_state, training, return_attention
     ):
-        """With input feeding: one tf.while_loop over t.
+        """With input feeding: one tf.while_loop over t (its step XLA-compiled with `loop_jit`).
 
         Returns `(h~ (B, T, units), attention float32 (B, T, S) or None)`; the attention
         weights are kept only when `return_attention` is set.
         """
+        noise = None  # the loop's dropout masks, drawn outside it (and outside XLA)
+        if bool(training) and self.seed_generator is not None:
+            steps, batch = tf.shape(embedded)[1], tf.shape(embedded)[0]
+            noise = self._loop_masks(steps, batch, self.compute_dtype)  # (T, L, B, units)
+        return self._loop(
+            embedded, memory, memory_mask, keys, initial_state, noise, return_attention
+        )
+
+    def _loop(self, embedded, memory, memory_mask, keys, initial_state, noise, return_attention):
+        """The input-feeding loop itself; `noise` (T, L, B, units) or None."""
         dtype = self.compute_dtype
         units, emb_dim, num_layers = self.units, self.embedding_dim, self.num_layers
         cells = [layer.cell for layer in self.rnn_layers]
@@ -476,14 +412,13 @@ class Decoder(keras.layers.Layer):
         # Every in-loop matmul with a weight: [h~_{t-1}; h^1_{t-1}] for layer 1 (plus the
         # hoisted projection), [in_l; h^l_{t-1}] for layer l (plus its bias), [c_t; out_L] W_c.
         gates = [steps, batch, 4 * units]
-        matmuls = [_LoopMatmul(first_recurrent, steps, batch, base=projected)]
+        matmuls = [LoopMatmul(first_recurrent, steps, batch, base=projected)]
         for weight, bias in zip(stacked, biases, strict=True):
-            matmuls.append(_LoopMatmul(weight, steps, batch, base=tf.broadcast_to(bias, gates)))
-        matmuls.append(_LoopMatmul(params["output_kernel"], steps, batch))
+            matmuls.append(LoopMatmul(weight, steps, batch, base=tf.broadcast_to(bias, gates)))
+        matmuls.append(LoopMatmul(params["output_kernel"], steps, batch))
 
-        use_noise = bool(training) and self.seed_generator is not None
+        use_noise = noise is not None
         if use_noise:
-            noise = self._loop_masks(steps, batch, dtype)  # (T, L, B, units)
             noise_ta = tf.TensorArray(dtype, size=steps, element_shape=[num_layers, None, units])
             noise_ta = noise_ta.unstack(noise)
         outputs_ta = tf.TensorArray(dtype, size=steps, element_shape=[None, units])
@@ -502,31 +437,42 @@ class Decoder(keras.layers.Layer):
         )
         feed = ops.cast(feed, dtype)
 
-        def body(t, hs, cs, feed, outputs_ta, kept, recorded):
-            recorded = list(recorded)
-            if use_noise:
-                masks = noise_ta.read(t)  # (L, B, units)
-            new_hs, new_cs, top = [], [], feed
+        def compute(offsets, masks, hs, cs, feed):
+            """One step on tensors only (no TensorArrays), so that it can be XLA-compiled.
+
+            Returns (new hs, new cs, h~ (B, units), attention (B, S), every loop-matmul input).
+            """
+            new_hs, new_cs, xs, top = [], [], [], feed
             for i in range(num_layers):
-                inputs = top * masks[i] if use_noise and i > 0 else top  # (B, units)
+                inputs = top * masks[i] if masks is not None and i > 0 else top  # (B, units)
                 x = tf.concat([inputs, hs[i]], 1)  # (B, 2 units)
-                recorded[i] = _LoopMatmul.record(recorded[i], t, x)
-                h, c = _lstm_update(matmuls[i](t, x), cs[i], cells[i])  # (B, units)
+                xs.append(x)
+                z = matmuls[i].apply(x, offsets[i])  # (B, 4 units)
+                h, c = lstm_step(z, cs[i], cells[i].activation, cells[i].recurrent_activation)
                 new_hs.append(h)
                 new_cs.append(c)
                 top = h + inputs if i > 0 and self._residual_at(i, inputs) else h  # (B, units)
             context, weights = self.attention_layer.attend(top, memory, memory_mask, keys, params)
-            if return_attention:
-                kept = (kept[0].write(t, tf.stop_gradient(weights)),)  # (B, S) at t
             # h~ = tanh([c_t; out_L] W_c), as Attention.attentional_hidden.
             joined = tf.concat([context, top], 1)  # (B, units + units)
-            recorded[-1] = _LoopMatmul.record(recorded[-1], t, joined)
-            h_tilde = tf.tanh(matmuls[-1](t, joined))  # (B, units)
-            if use_noise:
+            xs.append(joined)
+            h_tilde = tf.tanh(matmuls[-1].apply(joined, offsets[-1]))  # (B, units)
+            if masks is not None:
                 h_tilde = h_tilde * masks[0]
+            return tuple(new_hs), tuple(new_cs), h_tilde, weights, tuple(xs)
+
+        if self.loop_jit:  # one XLA cluster per step, forward and backward
+            compute = tf.function(compute, jit_compile=True)
+
+        def body(t, hs, cs, feed, outputs_ta, kept, recorded):
+            masks = noise_ta.read(t) if use_noise else None  # (L, B, units)
+            offsets = [matmul.offset(t) for matmul in matmuls]  # (B, 4u) ..., (B, units)
+            new_hs, new_cs, h_tilde, weights, xs = compute(offsets, masks, hs, cs, feed)
+            if return_attention:
+                kept = (kept[0].write(t, tf.stop_gradient(weights)),)  # (B, S) at t
+            recorded = tuple(LoopMatmul.record(r, t, x) for r, x in zip(recorded, xs, strict=True))
             outputs_ta = outputs_ta.write(t, h_tilde)
-            new_state = (tuple(new_hs), tuple(new_cs), h_tilde)
-            return (t + 1, *new_state, outputs_ta, kept, tuple(recorded))
+            return (t + 1, new_hs, new_cs, h_tilde, outputs_ta, kept, recorded)
 
         _, _, _, _, outputs_ta, kept, recorded = tf.while_loop(
             lambda t, *_: t < steps,

@@ -609,6 +609,7 @@ class _Trainer:
         keras.utils.set_random_seed(cfg.train.seed)
         with strategy.scope():
             self.model = ckpt.build_model(cfg, vocab)
+            self.model.decoder.loop_jit = cfg.train.decoder_loop_jit
             self.optimizer = make_optimizer(
                 cfg.train, num_replicas=self.cluster.num_replicas, loss_scaling=self.loss_scaling
             )

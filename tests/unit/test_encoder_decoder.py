@@ -109,3 +109,51 @@ def test_output_projection_is_float32_under_mixed_precision():
     assert logits.dtype == tf.float32 and logits.shape == (2, 3, 11)
     reference = x.astype("float32") @ np.asarray(embedding.embeddings).T
     np.testing.assert_allclose(logits, reference, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_decoder_loop_jit_gives_the_same_logits_and_gradients(training):
+    """`loop_jit` XLA-compiles each step of the input-feeding loop; with the dropout seeds
+    restored the compiled steps get the same masks (drawn outside them) and compute the same."""
+    rng = np.random.default_rng(5)
+    decoder = Decoder(20, 8, 16, num_layers=2, attention="bahdanau", dropout=0.3)
+    decoder.build()
+    randomize(decoder, seed=6)
+    memory = tf.constant(rng.normal(size=(3, 5, 16)).astype("float32"))
+    mask = tf.constant(SOURCE != PAD_ID)
+    states = [tuple(tf.constant(rng.normal(size=(3, 16)).astype("float32")) for _ in "hc")] * 2
+    target = tf.constant(rng.integers(4, 20, size=(3, 4)).astype("int32"))
+    seeds = [v.numpy() for v in decoder.non_trainable_variables]
+
+    def run(loop_jit):
+        decoder.loop_jit = loop_jit
+        for variable, seed in zip(decoder.non_trainable_variables, seeds, strict=True):
+            variable.assign(seed)
+        with tf.GradientTape() as tape:
+            logits = decoder(target, memory, mask, decoder.initial_state(states), training=training)
+            loss = tf.reduce_sum(tf.sin(logits))
+        return logits, tape.gradient(loss, decoder.trainable_variables)
+
+    logits, grads = run(False)
+    jit_logits, jit_grads = run(True)
+    np.testing.assert_allclose(jit_logits, logits, rtol=1e-5, atol=1e-5)
+    for variable, a, b in zip(decoder.trainable_variables, jit_grads, grads, strict=True):
+        a, b = tf.convert_to_tensor(a), tf.convert_to_tensor(b)
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=variable.path)
+
+
+def test_lstm_step_hand_backward_equals_autodiff():
+    from nmt.layers.lstm_kernel import lstm_step
+
+    rng = np.random.default_rng(7)
+    z = tf.constant(rng.normal(size=(3, 16)).astype("float32"))
+    c = tf.constant(rng.normal(size=(3, 4)).astype("float32"))
+    results = []
+    for hand in (False, True):
+        with tf.GradientTape() as tape:
+            tape.watch([z, c])
+            h, c_new = lstm_step(z, c, hand_backward=hand)
+            loss = tf.reduce_sum(tf.sin(2.0 * h) + tf.cos(c_new))
+        results.append((h, c_new, *tape.gradient(loss, [z, c])))
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
