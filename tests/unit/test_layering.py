@@ -30,6 +30,8 @@ LAYERS = [
     ["config", "demo_data"],
     ["vocab"],
     ["data"],
+    ["layers.lstm_kernel"],
+    ["layers.cudnn", "layers.lstm_cell"],
     ["layers.lstm", "layers.attention", "layers.dropout"],
     ["layers", "encoder", "decoder"],
     ["model"],
