@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from nmt import constants, fileio, locking
+from nmt import constants, faults, fileio, locking
 from nmt.config import Config, from_dict
 from nmt.errors import CheckpointError, ConfigError, DataError, NmtError
 from nmt.version import __version__
@@ -264,6 +264,7 @@ def checkpoint_files(prefix: PathLike) -> list[Path]:
 
 def delete_checkpoint(prefix: PathLike) -> None:
     """Remove a checkpoint, its .index first so that it is never listed half-deleted."""
+    faults.fire(faults.CHECKPOINT_DELETE, prefix=Path(prefix))
     for path in checkpoint_files(prefix):
         path.unlink(missing_ok=True)
 
@@ -285,11 +286,14 @@ def write_checkpoint(checkpoint, directory: PathLike, step: int) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=directory, prefix=_STAGING_PREFIX))
         _ = checkpoint.save_counter  # created on restore, so always written (see restore)
+        faults.fire(faults.CHECKPOINT_WRITE, directory=directory, step=int(step))
         checkpoint.write(str(staging / name))
+        faults.fire(faults.CHECKPOINT_STAGED, directory=directory, staging=staging)
         staged = sorted(staging.iterdir(), key=lambda p: p.name.endswith(".index"))
         target = directory / name
         delete_checkpoint(target)  # a stale checkpoint of the same step (e.g. after a fallback)
         for path in staged:
+            faults.fire(faults.CHECKPOINT_MOVE, src=path, dst=directory / path.name)
             os.replace(path, directory / path.name)
     except (OSError, tf.errors.OpError) as e:
         if staging is not None:  # data shards moved before the failure are not a checkpoint
@@ -358,6 +362,7 @@ def remove_leftovers(model_dir: PathLike) -> list[Path]:
 
 def prune_checkpoints(directory: PathLike, keep: int) -> list[Path]:
     """Delete all but the newest `keep` checkpoints in `directory`; returns those deleted."""
+    faults.fire(faults.CHECKPOINT_PRUNE, directory=Path(directory), keep=keep)
     prefixes = list_checkpoints(directory)
     old = prefixes[: max(0, len(prefixes) - keep)]
     for prefix in old:

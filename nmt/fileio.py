@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Union
 
+from nmt import faults
 from nmt.errors import DataError
 
 PathLike = Union[str, Path]
@@ -419,6 +420,7 @@ def open_output(
                 if fsync:
                     os.fsync(out.fileno())
             os.chmod(tmp, stat.S_IMODE(mode) if mode is not None else 0o666 & ~_umask())
+            faults.fire(faults.FILE_REPLACE, src=Path(tmp), dst=target)
             os.replace(tmp, target)
             tmp = None
     finally:

@@ -1,6 +1,6 @@
 """Training progress: when the loop writes a log line, and how long the rest of the run takes.
 
-Pure functions of step counts and measured seconds (no TensorFlow), used by nmt/training.py.
+Pure functions of step counts and measured seconds (no TensorFlow), used by nmt/training/run.py.
 
 A log line is due every `train.log_every` steps and, when steps are slow, also once
 `train.log_every_seconds` seconds of training (evaluations and checkpoints excluded) have

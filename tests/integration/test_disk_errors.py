@@ -206,15 +206,15 @@ def test_injected_os_errors_keep_the_previous_files(copy, monkeypatch, call, cod
 
 
 def test_tensorboard_log_errors_are_only_a_warning(copy, monkeypatch):
-    from nmt import training
+    from nmt.training.metrics import TensorBoard
 
-    scalars = training._Run.scalars
+    scalars = TensorBoard.scalars
 
     def limited(self, *args, **kwargs):
         with file_size_limit(64):  # smaller than an event file
             return scalars(self, *args, **kwargs)
 
-    monkeypatch.setattr(training._Run, "scalars", limited)
+    monkeypatch.setattr(TensorBoard, "scalars", limited)
     model = copy / "model"
     result = _train(model, copy / "data", 20)
     assert result.exit_code == 0, result.output

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from nmt import checkpoints as ckpt
-from nmt import training
+from nmt import faults
 from nmt.cli import cli
 from nmt.locking import LOCK_FILE
 
@@ -64,39 +65,29 @@ def _kill(signals) -> None:
         os.kill(os.getpid(), signum)
 
 
-def at_step(monkeypatch, n: int, signals) -> None:
-    """Send `signals` while the n-th train step of this run executes."""
-    make = training._Trainer._make_train_step
-
-    def patched(self):
-        step = make(self)
-        calls = [0]
-
-        def run(*args):
-            calls[0] += 1
-            if calls[0] == n:
-                _kill(signals)
-            return step(*args)
-
-        return run
-
-    monkeypatch.setattr(training._Trainer, "_make_train_step", patched)
-
-
-def at_checkpoint_write(monkeypatch, signals) -> None:
-    """Send `signals` while TensorFlow writes the first checkpoint of this run."""
-    import tensorflow as tf
-
-    write = tf.train.Checkpoint.write
+def at_step(n: int, signals) -> Callable[[], None]:
+    """Send `signals` while the n-th train step of this run executes; returns the remover."""
     calls = [0]
 
-    def patched(self, file_prefix, options=None):
+    def hook(step):
+        calls[0] += 1
+        if calls[0] == n:
+            _kill(signals)
+
+    return faults.install(faults.STEP_START, hook)
+
+
+def at_checkpoint_write(signals) -> Callable[[], None]:
+    """Send `signals` while TensorFlow writes the first checkpoint of this run; returns the
+    remover."""
+    calls = [0]
+
+    def hook(directory, step):
         calls[0] += 1
         if calls[0] == 1:
             _kill(signals)
-        return write(self, file_prefix, options=options)
 
-    monkeypatch.setattr(tf.train.Checkpoint, "write", patched)
+    return faults.install(faults.CHECKPOINT_WRITE, hook)
 
 
 INT, TERM = signal.SIGINT, signal.SIGTERM
@@ -112,15 +103,14 @@ CASES = [
 
 @pytest.mark.parametrize("case, where, signals, code, kept", CASES, ids=[c[0] for c in CASES])
 def test_signal_then_resume_equals_uninterrupted_run(
-    case, where, signals, code, kept, reference, tmp_path, corpus, monkeypatch
+    case, where, signals, code, kept, reference, tmp_path, corpus
 ):
     model = tmp_path / "model"
-    if where == "write":
-        at_checkpoint_write(monkeypatch, signals)
-    else:
-        at_step(monkeypatch, where, signals)
-    result = CliRunner().invoke(cli, train_args(tmp_path))
-    monkeypatch.undo()
+    remove = at_checkpoint_write(signals) if where == "write" else at_step(where, signals)
+    try:
+        result = CliRunner().invoke(cli, train_args(tmp_path))
+    finally:
+        remove()
     name = signal.Signals(signals[0]).name
     assert result.exit_code == code, result.output
     assert "Traceback" not in result.output

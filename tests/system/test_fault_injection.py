@@ -5,8 +5,9 @@ One model directory goes through a chain of `nmt train` processes, each killed w
 step, inside every stage of a checkpoint write (TensorFlow writing the staging directory,
 between the data-shard and .index moves, before old checkpoints are pruned, halfway through
 pruning), while train_state.json is replaced, while best/ is written, and at random steps.
-The kill points come from this file run as a script in the child process: it wraps one
-function of nmt so that its Nth call SIGKILLs the process, then runs the CLI (see `_child`).
+The kill points come from this file run as a script in the child process: it installs a hook
+at one of nmt's fault points (nmt/faults.py) so that its Nth event SIGKILLs the process,
+then runs the CLI (see `_child`).
 
 After every kill the next run must resume from the newest listed checkpoint (a kill never
 leaves a listed checkpoint half-written), every listed checkpoint must restore, and the last
@@ -66,98 +67,52 @@ def _die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-class _OsWithKill:
-    """`os` for nmt.checkpoints, whose `replace` SIGKILLs before the Nth matching move."""
-
-    def __init__(self, matches, hit):
-        self._matches, self._hit = matches, hit
-
-    def __getattr__(self, name):
-        return getattr(os, name)
-
-    def replace(self, src, dst):
-        if self._matches(Path(dst)) and self._hit():
-            _die()
-        return os.replace(src, dst)
-
-
 def _install(point: str, nth: int) -> None:
-    """Make the `nth` event of kind `point` SIGKILL this process."""
-    import tensorflow as tf
-
-    from nmt import checkpoints as ckpt
-    from nmt import training
+    """Make the `nth` event of kind `point` SIGKILL this process (hooks of nmt.faults)."""
+    from nmt import faults
 
     calls = [0]
 
-    def hit() -> bool:
-        calls[0] += 1
-        return calls[0] == nth
+    def at(fault_point, aimed, before_kill=None):
+        """SIGKILL at the nth `fault_point` that `aimed` picks, after `before_kill`."""
+
+        def hook(**info):
+            if aimed(**info):
+                calls[0] += 1
+                if calls[0] == nth:
+                    if before_kill is not None:
+                        before_kill(**info)
+                    _die()
+
+        faults.install(fault_point, hook)
+
+    def cut_short(directory, staging):
+        data = max(staging.glob("*.data-*"), key=lambda p: p.stat().st_size)
+        os.truncate(data, data.stat().st_size // 2)  # the bytes not written yet
+
+    def index_of(prefix) -> Path:
+        return Path(f"{prefix}.index")
 
     if point == "setup":  # vocabulary and config staged inside DIR, not moved into place
-        save_config = training.save_config
-
-        def staged(config, path):
-            save_config(config, path)
-            if hit():
-                _die()
-
-        training.save_config = staged
+        at(faults.SETUP_STAGED, lambda staging: True)
     elif point == "step":  # a train step updated the weights in memory; nothing saved
-        make_step = training._Trainer._make_train_step
-
-        def make(self):
-            step = make_step(self)
-
-            def run(*args):
-                out = step(*args)
-                if hit():
-                    _die()
-                return out
-
-            return run
-
-        training._Trainer._make_train_step = make
+        at(faults.STEP_END, lambda step: True)
     elif point == "tf-write":  # TensorFlow writing a checkpoint into its staging directory
-        write = tf.train.Checkpoint.write
-
-        def cut_short(self, file_prefix, options=None):
-            path = write(self, file_prefix, options=options)
-            staging = Path(file_prefix).parent
-            if staging.parent.name == "checkpoints" and hit():
-                data = max(staging.glob("*.data-*"), key=lambda p: p.stat().st_size)
-                os.truncate(data, data.stat().st_size // 2)  # the bytes not written yet
-                _die()
-            return path
-
-        tf.train.Checkpoint.write = cut_short
+        at(faults.CHECKPOINT_STAGED, lambda directory, staging: directory.name == "checkpoints",
+           cut_short)  # fmt: skip
     elif point in ("index-move", "best-index-move"):  # data shard moved, .index not yet
         folder = "checkpoints" if point == "index-move" else "best"
-        ckpt.os = _OsWithKill(lambda p: p.suffix == ".index" and p.parent.name == folder, hit)
+        at(faults.CHECKPOINT_MOVE,
+           lambda src, dst: dst.suffix == ".index" and dst.parent.name == folder)  # fmt: skip
     elif point == "state-move":  # train_state.json written to its temporary file, not moved
-        from nmt import fileio  # write_text_atomic writes with nmt.fileio
-
-        fileio.os = _OsWithKill(lambda p: p.name == "train_state.json", hit)
+        at(faults.FILE_REPLACE, lambda src, dst: dst.name == "train_state.json")
     elif point == "before-prune":  # a new checkpoint complete, the old ones not pruned yet
-        prune = ckpt.prune_checkpoints
-
-        def killed_prune(directory, keep):
-            if Path(directory).name == "checkpoints" and hit():
-                _die()
-            return prune(directory, keep)
-
-        ckpt.prune_checkpoints = killed_prune
+        at(faults.CHECKPOINT_PRUNE, lambda directory, keep: directory.name == "checkpoints")
     elif point == "mid-prune":  # an old checkpoint's .index deleted, its data not yet
-        delete = ckpt.delete_checkpoint
-
-        def half_delete(prefix):
-            index = Path(f"{prefix}.index")
-            if index.parent.name == "checkpoints" and index.exists() and hit():
-                index.unlink()
-                _die()
-            delete(prefix)
-
-        ckpt.delete_checkpoint = half_delete
+        at(faults.CHECKPOINT_DELETE,
+           lambda prefix: index_of(prefix).parent.name == "checkpoints"
+           and index_of(prefix).exists(),
+           lambda prefix: index_of(prefix).unlink())  # fmt: skip
     elif point != "none":
         raise SystemExit(f"unknown kill point {point!r}")
 

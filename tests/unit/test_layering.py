@@ -14,7 +14,7 @@ PACKAGE = REPO / "nmt"
 
 # Bottom to top, as in docs/architecture.md.
 LAYERS = [
-    ["version", "constants", "errors"],
+    ["version", "constants", "errors", "faults"],
     [
         "nmt",
         "fileio",
@@ -40,7 +40,18 @@ LAYERS = [
     ["ensemble"],
     ["translator"],
     ["evaluation", "translation_job"],
-    ["training", "export"],
+    [
+        "training.setup",
+        "training.optim",
+        "training.cluster",
+        "training.metrics",
+        "training.stopping",
+        "export",
+    ],
+    ["training.state", "training.keeping"],
+    ["training.restore", "training.step"],
+    ["training.run"],
+    ["training"],
     ["serving.api", "serving.page"],
     ["serving.batcher"],
     ["serving.versions"],
