@@ -131,25 +131,18 @@ def build_serving_functions(
 
     from nmt.translator import make_search_fn
 
-    search = make_search_fn(
-        model,
-        beam_size=beam_size,
-        n_best=1,
-        max_length_a=max_length_a,
-        max_length_b=max_length_b,
-        min_length=min_length,
-        return_attention=False,
-        shortlist=shortlist,
-    )
-    attention_search = make_search_fn(
-        model,
-        beam_size=beam_size,
-        n_best=1,
-        max_length_a=max_length_a,
-        max_length_b=max_length_b,
-        min_length=min_length,
-        return_attention=True,
-        shortlist=shortlist,
+    search, attention_search = (
+        make_search_fn(
+            model,
+            beam_size=beam_size,
+            n_best=1,
+            max_length_a=max_length_a,
+            max_length_b=max_length_b,
+            min_length=min_length,
+            return_attention=attention,
+            shortlist=shortlist,
+        )
+        for attention in (False, True)
     )
     source_tokenizer = _sentencepiece_tokenizer(source_proto)
     if target_proto == source_proto:
