@@ -151,3 +151,29 @@ def fifo_reader():
     yield make
     for reader in made:
         reader.result()
+
+
+# === The memorised digit-reversal model (tests/helpers/memorised.py), shared by the
+# translator, translate-CLI and streaming tests: trained once, only read.
+
+
+@pytest.fixture(scope="session")
+def memorised(tmp_path_factory):
+    from tests.helpers.memorised import make_memorised_model
+
+    return make_memorised_model(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="session")
+def loaded(memorised):
+    from nmt.checkpoints import load_model
+
+    return load_model(memorised.model_dir)
+
+
+@pytest.fixture(scope="session")
+def translator(loaded):
+    """The library's translations with the model's own decode config (best checkpoint)."""
+    from tests.helpers.memorised import make_translator
+
+    return make_translator(loaded)[0]

@@ -16,19 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from nmt.cli import cli
-from tests.helpers.memorised import make_memorised_model, make_translator, random_digits
-
-
-@pytest.fixture(scope="session")
-def memorised(tmp_path_factory):
-    return make_memorised_model(tmp_path_factory.getbasetemp())
-
-
-@pytest.fixture(scope="session")
-def translator(memorised):
-    from nmt.checkpoints import load_model
-
-    return make_translator(load_model(memorised.model_dir))[0]
+from tests.helpers.memorised import random_digits
 
 
 def run(*args, input=None):

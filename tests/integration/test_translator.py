@@ -17,29 +17,9 @@ from nmt.errors import DataError
 from tests.helpers.memorised import (
     MAX_SOURCE_LENGTH,
     PNG_SIGNATURE,
-    Memorised,
-    make_memorised_model,
     make_translator,
     random_digits,
 )
-
-
-@pytest.fixture(scope="session")
-def memorised(tmp_path_factory) -> Memorised:
-    return make_memorised_model(tmp_path_factory.getbasetemp())
-
-
-@pytest.fixture(scope="session")
-def loaded(memorised):
-    from nmt.checkpoints import load_model
-
-    return load_model(memorised.model_dir)
-
-
-@pytest.fixture(scope="session")
-def translator(loaded):
-    return make_translator(loaded)[0]
-
 
 # === The model ===
 
