@@ -23,6 +23,7 @@ from bench.machine import machine_info
 from bench.markdown import SECTION_MARK, mib, update_markdown, write_atomic
 from bench.plan import FULL, QUICK, planned_budget
 from bench.proc import ProcResult, nmt_cli, run_timed
+from bench.prose import fill
 
 
 def load_peer():
@@ -76,10 +77,13 @@ class Benchmark:
     def provenance(self) -> str:
         now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-        return (
-            f"Command: `{self.command}` (repository root, venv `{sys.executable}`), "
-            f"{now}. Machine: {self.machine.describe()}; load average {load:.1f} at the end "
-            "of the section."
+        return fill(
+            "provenance",
+            command=self.command,
+            python=sys.executable,
+            date=now,
+            machine=self.machine.describe(),
+            load=f"{load:.1f}",
         )
 
     def run(self, command: Sequence[str], label: str) -> ProcResult:
@@ -224,16 +228,7 @@ class Benchmark:
     # ---- the whole run
 
     def head(self) -> str:
-        return "\n".join(
-            [
-                "## Multi30k benchmark: nmt vs OpenNMT-tf (scripts/benchmark.py)",
-                "",
-                "Written by `scripts/benchmark.py` (issue #7); everything between the "
-                "`benchmark.py` markers is replaced by its next run, section by section. Each "
-                "section states the command, date and machine of the run that produced it.",
-                "",
-            ]
-        )
+        return fill("head") + "\n"
 
     def main(self, sections: Sequence[int]) -> int:
         self.workdir.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from bench.common import SECTION_TITLES, BenchError
 from bench.logs import steady_rate
 from bench.markdown import fmt, format_table, mib, write_atomic
+from bench.prose import fill
 
 if TYPE_CHECKING:
     from bench.context import Benchmark
@@ -132,36 +133,23 @@ def render(ctx: Benchmark, out: dict) -> str:
             for r in d["rows"]
         ],
     )
-    rel = os.path.relpath(plot, ctx.args.out.resolve().parent)
-    lines = [
-        f"### {SECTION_TITLES[5]}",
-        "",
-        ctx.provenance(),
-        "",
-        "Training (NMTSmallV1 shape as in B2, from scratch, one `nmt train` process per "
-        "batch_tokens, a report every step; the first step is left out): tok/s as in B2; "
-        "mean sentences and tokens per batch from the sampled pipeline.",
-        "",
-        train_table,
-        "",
-        f"Decoding with {out['model']} ({d['parameters']:,} parameters, {d['checkpoint']}): "
-        f"{ctx.plan.sweep_count} inputs per source length, each exactly that many "
-        "SentencePiece pieces (whole words of consecutive test2016 sentences, checked by "
-        "re-encoding; EOS added by the translator), translated together as one call "
-        f"(decode batch_tokens {d['batch_tokens']}) in one process after a warm-up that "
-        f"traces each beam's search; length penalty {d['length_penalty']}, length limit "
-        f"{d['rule']} from the model's config. ms/sentence = wall time of the call / inputs. "
-        f"Peak RSS of that process: {fmt(mib(d['peak_rss']))} MiB.",
-        "",
-        decode_table,
-        "",
-        f"![cost growth]({rel})",
-        "",
-        "Commands:",
-        "",
-        *[f"    {c}" for c in out["commands"]],
-    ]
-    return "\n".join(lines)
+    text = fill(
+        "s5_growth",
+        title=SECTION_TITLES[5],
+        provenance=ctx.provenance(),
+        train_table=train_table,
+        model=out["model"],
+        parameters=f"{d['parameters']:,}",
+        checkpoint=d["checkpoint"],
+        sweep_count=ctx.plan.sweep_count,
+        batch_tokens=d["batch_tokens"],
+        length_penalty=d["length_penalty"],
+        rule=d["rule"],
+        peak_rss=fmt(mib(d["peak_rss"])),
+        decode_table=decode_table,
+        plot=os.path.relpath(plot, ctx.args.out.resolve().parent),
+    )
+    return "\n".join([text, "", *[f"    {c}" for c in out["commands"]]])
 
 
 def plots_dir(ctx: Benchmark) -> Path:
