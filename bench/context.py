@@ -21,7 +21,7 @@ from bench.common import PEER_BATCH, SCRIPTS, SECTION_TITLES, BenchError
 from bench.logs import LogWindow, parse_nmt_train_log
 from bench.machine import machine_info
 from bench.markdown import SECTION_MARK, mib, update_markdown, write_atomic
-from bench.plan import FULL, QUICK, planned_budget
+from bench.plan import FULL, QUICK, budget_line, planned_budget, probe_gflops
 from bench.proc import ProcResult, nmt_cli, run_timed
 from bench.prose import fill
 
@@ -232,14 +232,11 @@ class Benchmark:
 
     def main(self, sections: Sequence[int]) -> int:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        gflops = probe_gflops()
         budget = planned_budget(
-            self.plan, sections, not self.args.skip_peer, self.args.decode_max_length
+            self.plan, sections, not self.args.skip_peer, self.args.decode_max_length, gflops
         )
-        self.log(
-            "planned budget (rough, quiet 2-core machine): "
-            + ", ".join(f"B{n} {v / 60:.1f} min" for n, v in budget.items())
-            + f"; total {sum(budget.values()) / 60:.1f} min"
-        )
+        self.log(budget_line(budget, gflops))
         from bench.sections import SECTIONS
 
         texts: dict[int, str] = {}
