@@ -163,7 +163,8 @@ def peer_train_summary(ctx: Benchmark, series: TrainSeries) -> dict:
     }
 
 
-def render(ctx: Benchmark, out: dict) -> str:
+def systems_table(systems: list[dict]) -> str:
+    """The table of section 2: one row per system ("not run" cells for a system left out)."""
     columns = [
         ("system", "l"),
         ("batching", "l"),
@@ -178,7 +179,7 @@ def render(ctx: Benchmark, out: dict) -> str:
         ("peak RSS MiB", "r"),
     ]
     rows = []
-    for s in out["systems"]:
+    for s in systems:
         if s.get("not_run"):
             rows.append([s["name"], s["batch"], *[NOT_RUN] * (len(columns) - 2)])
             continue
@@ -197,7 +198,12 @@ def render(ctx: Benchmark, out: dict) -> str:
                 fmt(mib(s["peak_rss"])),
             ]
         )
-    ceiling = format_table(
+    return format_table(columns, rows)
+
+
+def ceiling_table(matmul_rows: list[dict]) -> str:
+    """The matrix-product ceiling: one row per tf.matmul shape."""
+    return format_table(
         [("tf.matmul (m x k) . (k x n)", "l"), ("ms", "r"), ("GFLOP/s", "r")],
         [
             [
@@ -205,9 +211,12 @@ def render(ctx: Benchmark, out: dict) -> str:
                 fmt(r["seconds"] * 1e3, 2),
                 fmt(r["gflops"], 1),
             ]
-            for r in out["matmul"]["rows"]
+            for r in matmul_rows
         ],
     )
+
+
+def render(ctx: Benchmark, out: dict) -> str:
     a, b = out["systems"][0], out["systems"][1]
     peer = out["systems"][2]
     plan = ctx.plan
@@ -226,10 +235,10 @@ def render(ctx: Benchmark, out: dict) -> str:
         log_matched=plan.log_matched,
         log_4096=plan.log_4096,
         peer_report_every=plan.peer_report_every,
-        table=format_table(columns, rows),
+        table=systems_table(out["systems"]),
         matmul_trials=plan.matmul_trials,
         matmul_threads=out.get("matmul_threads") or "default",
-        ceiling=ceiling,
+        ceiling=ceiling_table(out["matmul"]["rows"]),
         a_batch=a["batch"],
         a_sentences=f"{a['mean_sentences']:.1f}",
         a_tokens=f"{a['mean_tokens']:.0f}",

@@ -220,7 +220,8 @@ def peer_decode(
     }
 
 
-def render(ctx: Benchmark, out: dict) -> str:
+def decode_table(ctx: Benchmark, out: dict) -> str:
+    """Section 3's table: one row per system and beam ("not run" rows for a peer left out)."""
     columns = [
         ("system", "l"),
         ("beam", "r"),
@@ -256,6 +257,10 @@ def render(ctx: Benchmark, out: dict) -> str:
     if ctx.args.skip_peer:
         for beam in ctx.plan.beams:
             rows.append([PEER_NAME, beam, *[NOT_RUN] * (len(columns) - 2)])
+    return format_table(columns, rows)
+
+
+def render(ctx: Benchmark, out: dict) -> str:
     commands = [r["command"] for r in out["rows"]]
     limit = out.get("max_length", ctx.args.decode_max_length)
     least = out.get("min_length", 0)
@@ -280,6 +285,6 @@ def render(ctx: Benchmark, out: dict) -> str:
         limit=limit,
         batch_tokens=out.get("batch_tokens", "its config"),
         peer_infer_batch=PEER_INFER_BATCH,
-        table=format_table(columns, rows),
+        table=decode_table(ctx, out),
     )
     return "\n".join([text, "", *[f"    {c}" for c in dict.fromkeys(commands)]])

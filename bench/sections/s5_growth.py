@@ -78,9 +78,9 @@ def run(ctx: Benchmark) -> dict:
     return {**out, "plot": str(plot_growth(ctx, out))}
 
 
-def render(ctx: Benchmark, out: dict) -> str:
-    plot = Path(out["plot"])
-    train_table = format_table(
+def train_table(rows: list[dict]) -> str:
+    """Section 5's training sweep: one row per batch_tokens."""
+    return format_table(
         [
             ("batch_tokens", "r"),
             ("mean sentences/batch", "r"),
@@ -104,11 +104,14 @@ def render(ctx: Benchmark, out: dict) -> str:
                 fmt(mib(r["peak_rss"])),
                 fmt(r["wall"]),
             ]
-            for r in out["train"]
+            for r in rows
         ],
     )
-    d = out["decode"]
-    decode_table = format_table(
+
+
+def decode_table(rows: list[dict]) -> str:
+    """Section 5's decoding sweep: one row per beam and source length."""
+    return format_table(
         [
             ("beam", "r"),
             ("source pieces", "r"),
@@ -130,14 +133,18 @@ def render(ctx: Benchmark, out: dict) -> str:
                 r["max_output"],
                 r["limit"],
             ]
-            for r in d["rows"]
+            for r in rows
         ],
     )
+
+
+def render(ctx: Benchmark, out: dict) -> str:
+    d = out["decode"]
     text = fill(
         "s5_growth",
         title=SECTION_TITLES[5],
         provenance=ctx.provenance(),
-        train_table=train_table,
+        train_table=train_table(out["train"]),
         model=out["model"],
         parameters=f"{d['parameters']:,}",
         checkpoint=d["checkpoint"],
@@ -146,8 +153,8 @@ def render(ctx: Benchmark, out: dict) -> str:
         length_penalty=d["length_penalty"],
         rule=d["rule"],
         peak_rss=fmt(mib(d["peak_rss"])),
-        decode_table=decode_table,
-        plot=os.path.relpath(plot, ctx.args.out.resolve().parent),
+        decode_table=decode_table(d["rows"]),
+        plot=os.path.relpath(Path(out["plot"]), ctx.args.out.resolve().parent),
     )
     return "\n".join([text, "", *[f"    {c}" for c in out["commands"]]])
 
