@@ -21,8 +21,9 @@ from bench.common import PEER_BATCH, SCRIPTS, SECTION_TITLES, BenchError
 from bench.logs import LogWindow, parse_nmt_train_log
 from bench.machine import machine_info
 from bench.markdown import SECTION_MARK, mib, update_markdown, write_atomic
-from bench.plan import FULL, QUICK, planned_budget
+from bench.plan import FULL, QUICK, budget_line, planned_budget, probe_gflops
 from bench.proc import ProcResult, nmt_cli, run_timed
+from bench.prose import fill
 
 
 def load_peer():
@@ -76,10 +77,13 @@ class Benchmark:
     def provenance(self) -> str:
         now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-        return (
-            f"Command: `{self.command}` (repository root, venv `{sys.executable}`), "
-            f"{now}. Machine: {self.machine.describe()}; load average {load:.1f} at the end "
-            "of the section."
+        return fill(
+            "provenance",
+            command=self.command,
+            python=sys.executable,
+            date=now,
+            machine=self.machine.describe(),
+            load=f"{load:.1f}",
         )
 
     def run(self, command: Sequence[str], label: str) -> ProcResult:
@@ -224,27 +228,15 @@ class Benchmark:
     # ---- the whole run
 
     def head(self) -> str:
-        return "\n".join(
-            [
-                "## Multi30k benchmark: nmt vs OpenNMT-tf (scripts/benchmark.py)",
-                "",
-                "Written by `scripts/benchmark.py` (issue #7); everything between the "
-                "`benchmark.py` markers is replaced by its next run, section by section. Each "
-                "section states the command, date and machine of the run that produced it.",
-                "",
-            ]
-        )
+        return fill("head") + "\n"
 
     def main(self, sections: Sequence[int]) -> int:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        gflops = probe_gflops()
         budget = planned_budget(
-            self.plan, sections, not self.args.skip_peer, self.args.decode_max_length
+            self.plan, sections, not self.args.skip_peer, self.args.decode_max_length, gflops
         )
-        self.log(
-            "planned budget (rough, quiet 2-core machine): "
-            + ", ".join(f"B{n} {v / 60:.1f} min" for n, v in budget.items())
-            + f"; total {sum(budget.values()) / 60:.1f} min"
-        )
+        self.log(budget_line(budget, gflops))
         from bench.sections import SECTIONS
 
         texts: dict[int, str] = {}

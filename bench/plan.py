@@ -1,9 +1,12 @@
-"""The sizes of every section (full and --quick) and the printed time budget (rough costs
-calibrated on one 2-core machine; a guide, not a measurement)."""
+"""The sizes of every section (full and --quick) and the printed time budget: rough costs
+measured on one reference machine, scaled to the running machine by a short matmul probe of it
+(a guide, not a measurement)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Optional
 
@@ -73,12 +76,25 @@ QUICK = Plan(
 )
 
 
-# Rough costs for the printed budget, measured on this 2-core machine (BENCHMARKS.md and smoke
-# runs): start-up to the first step of `nmt train` (TensorFlow import, pipeline, model, tracing)
-# plus its final checkpoint, the same for `onmt-main train` (an estimate: heavier import and
-# data loading), `nmt translate` and a worker; an NMTSmallV1 step at 4096 tokens (about
-# proportional to batch_tokens; OpenNMT-tf's batch-64 step taken as 1.3x ours); seconds per 1000
-# test2016 lines of decoding after start-up.
+# The reference machine of the costs below: the shared 2-core machine they were measured on, on
+# 2026-11-24 (BENCHMARKS.md and smoke runs; /proc/cpuinfo "AMD EPYC", TF 2.21.0, load average
+# 2-5 at the time), where float32 `tf.matmul` of two 2048 x 2048 matrices ran at 134.9 GFLOP/s
+# (the B2 ceiling table of the generated block of BENCHMARKS.md, run that day). The probe below
+# came later and was never timed there: its rate on that machine is taken to be that figure.
+REFERENCE_GFLOPS = 135.0
+# The probe: the fastest of a few float32 (1024 x 1024) . (1024 x 1024) numpy products (2.1 GFLOP
+# each, 16 ms at the reference rate), after one warm-up, for about PROBE_SECONDS.
+PROBE_SIZE = 1024
+PROBE_SECONDS = 0.25
+PROBE_MIN_TRIALS = 1
+PROBE_MAX_TRIALS = 20
+
+# Rough costs for the printed budget on the reference machine, all scaled alike by
+# machine_factor: start-up to the first step of `nmt train` (TensorFlow import, pipeline, model,
+# tracing) plus its final checkpoint, the same for `onmt-main train` (an estimate: heavier
+# import and data loading), `nmt translate` and a worker; an NMTSmallV1 step at 4096 tokens
+# (about proportional to batch_tokens; OpenNMT-tf's batch-64 step taken as 1.3x ours); seconds
+# per 1000 test2016 lines of decoding after start-up.
 STARTUP_S = 13.0
 PEER_STARTUP_S = 25.0
 DECODE_STARTUP_S = 8.0
@@ -99,6 +115,52 @@ DECODE_STEP_S = 0.015
 DECODE_STEP_ROWS = 16
 
 
+def probe_gflops(
+    size: int = PROBE_SIZE,
+    seconds: float = PROBE_SECONDS,
+    clock: Callable[[], float] = time.perf_counter,
+) -> float:
+    """This machine's float32 matrix-product rate in GFLOP/s: the fastest of repeated numpy
+    (size x size) . (size x size) products (at least PROBE_MIN_TRIALS, then until `seconds`
+    have passed or PROBE_MAX_TRIALS), after one warm-up. The fastest, as a busy machine's
+    other work slows some trials down."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size), dtype=np.float32)
+    b = rng.standard_normal((size, size), dtype=np.float32)
+    a @ b  # warm-up: the BLAS threads start
+    best, trials, start = math.inf, 0, clock()
+    while trials < PROBE_MIN_TRIALS or (trials < PROBE_MAX_TRIALS and clock() - start < seconds):
+        begin = clock()
+        a @ b
+        best = min(best, clock() - begin)
+        trials += 1
+    return 2.0 * size**3 / max(best, 1e-9) / 1e9
+
+
+def machine_factor(gflops: Optional[float]) -> float:
+    """The reference machine's costs times this are this machine's: REFERENCE_GFLOPS / the
+    probe's rate (1.0 without a usable rate)."""
+    if gflops is None or not math.isfinite(gflops) or gflops <= 0:
+        return 1.0
+    return REFERENCE_GFLOPS / gflops
+
+
+def budget_line(budget: Mapping[int, float], gflops: Optional[float]) -> str:
+    """The printed plan: minutes per section and in all, and where the figures come from."""
+    minutes = ", ".join(f"B{n} {v / 60:.1f} min" for n, v in budget.items())
+    if machine_factor(gflops) == 1.0 and gflops != REFERENCE_GFLOPS:
+        source = "the reference machine's costs, unscaled: no probe rate"
+    else:
+        source = (
+            f"an estimate: the reference machine's costs x {machine_factor(gflops):.2f}, scaled "
+            f"from a probe of this machine ({2 * PROBE_SIZE**3 / 1e9:.1f}-GFLOP float32 matmul "
+            f"at {gflops:.1f} GFLOP/s, {REFERENCE_GFLOPS:.0f} on the reference machine)"
+        )
+    return f"planned budget ({source}): {minutes}; total {sum(budget.values()) / 60:.1f} min"
+
+
 def babble_seconds_per_line(beam: int, max_length: int, peer: bool = False) -> float:
     """Decoding seconds per sentence when the output runs to `max_length` pieces (worst case)."""
     per_piece = DECODE_STEP_S * (1 + beam / 5) / DECODE_STEP_ROWS
@@ -114,8 +176,11 @@ def planned_budget(
     sections: Sequence[int],
     peer: bool,
     decode_max_length: int = DEFAULT_DECODE_MAX_LENGTH,
+    gflops: Optional[float] = None,
 ) -> dict[int, float]:
-    """Rough seconds per section (printed at the start; compared with the actual at the end).
+    """Rough seconds per section (printed at the start; compared with the actual at the end):
+    the reference machine's costs x machine_factor(gflops), the probe's rate of this machine
+    (probe_gflops; None: the reference figures).
 
     Section 3 assumes the worst case for the barely trained same-size models: every output
     runs to `decode_max_length` pieces (`babble_seconds_per_line`), unless the measured rate of
@@ -160,4 +225,5 @@ def planned_budget(
             for length in plan.sweep_lengths
         )
         budget[5] = 2 * WORKER_STARTUP_S + 25 + sweep + decode
-    return budget
+    factor = machine_factor(gflops)
+    return {number: seconds * factor for number, seconds in budget.items()}

@@ -44,14 +44,17 @@ Sections (--sections 1,2,3,4,5):
 
 `--quick` shrinks every section to a smoke run; `--skip-peer` leaves OpenNMT-tf out (its cells
 read "not run"). Scratch files, logs (with arrival times) and results.json go to --workdir. The
-planned time of each section is printed at the start and the actual time at the end (section
-3's plan assumes every output of the same-size models runs to --decode-max-length). A section
-that fails leaves its earlier tables in place; the others still run and the exit status is 1.
+planned time of each section is printed at the start and the actual time at the end; the plan
+is an estimate, one reference machine's costs scaled by a quarter-second float32 matmul probe
+of this one (its GFLOP/s printed with it), and section 3's assumes every output of the
+same-size models runs to --decode-max-length. A section that fails leaves its earlier tables
+in place; the others still run and the exit status is 1.
 
 The work is done by the bench/ package (not shipped in the wheel): one module per section in
-bench/sections/ (`run(ctx) -> dict`, `render(ctx, out) -> str`), the one process runner
-(bench/proc.py), the plan and its time budget (bench/plan.py), the workers that run the
-TensorFlow parts in their own processes (bench/workers.py). This file is its command line.
+bench/sections/ (`run(ctx) -> dict`, `render(ctx, out) -> str`, the explanatory prose in
+bench/templates/), the one process runner (bench/proc.py), the plan and its time budget
+(bench/plan.py), the workers that run the TensorFlow parts in their own processes
+(bench/workers.py). This file is its command line.
 
 Usage (repository root, this repository's venv):
     python scripts/benchmark.py [--sections 1,2,3,4,5] [--quick] [--skip-peer]

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from bench.common import SECTION_TITLES
 from bench.markdown import fmt, format_table
+from bench.prose import fill
 
 if TYPE_CHECKING:
     from bench.context import Benchmark
@@ -49,18 +50,10 @@ def render(ctx: Benchmark, result: dict) -> str:
         ]
         for r in result["rows"]
     ]
-    return "\n".join(
-        [
-            f"### {SECTION_TITLES[1]}",
-            "",
-            ctx.provenance(),
-            "",
-            "scripts/bench_lstm.py's `run_config` in one subprocess "
-            f"({result['wall']:.0f} s): identical weights and inputs, the two layers' steps "
-            "alternate (order flipped every round); train = forward + backward + Adam in one "
-            "`tf.function`, forward = forward pass only; tokens/s = batch x length / median "
-            "wall seconds; ratio = Keras time / our time (wall, and process CPU time).",
-            "",
-            format_table(columns, rows),
-        ]
+    return fill(
+        "s1_lstm",
+        title=SECTION_TITLES[1],
+        provenance=ctx.provenance(),
+        wall=f"{result['wall']:.0f}",
+        table=format_table(columns, rows),
     )

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from bench.common import NMT_A, NMT_B, NOT_RUN, PEER_BATCH, PEER_NAME, SECTION_TITLES, BenchError
 from bench.logs import LogWindow, parse_parameters, peer_steady_rate, steady_rate
 from bench.markdown import fmt, format_table, mib
+from bench.prose import fill
 
 if TYPE_CHECKING:
     from bench.context import Benchmark
@@ -162,7 +163,8 @@ def peer_train_summary(ctx: Benchmark, series: TrainSeries) -> dict:
     }
 
 
-def render(ctx: Benchmark, out: dict) -> str:
+def systems_table(systems: list[dict]) -> str:
+    """The table of section 2: one row per system ("not run" cells for a system left out)."""
     columns = [
         ("system", "l"),
         ("batching", "l"),
@@ -177,7 +179,7 @@ def render(ctx: Benchmark, out: dict) -> str:
         ("peak RSS MiB", "r"),
     ]
     rows = []
-    for s in out["systems"]:
+    for s in systems:
         if s.get("not_run"):
             rows.append([s["name"], s["batch"], *[NOT_RUN] * (len(columns) - 2)])
             continue
@@ -196,7 +198,12 @@ def render(ctx: Benchmark, out: dict) -> str:
                 fmt(mib(s["peak_rss"])),
             ]
         )
-    ceiling = format_table(
+    return format_table(columns, rows)
+
+
+def ceiling_table(matmul_rows: list[dict]) -> str:
+    """The matrix-product ceiling: one row per tf.matmul shape."""
+    return format_table(
         [("tf.matmul (m x k) . (k x n)", "l"), ("ms", "r"), ("GFLOP/s", "r")],
         [
             [
@@ -204,66 +211,39 @@ def render(ctx: Benchmark, out: dict) -> str:
                 fmt(r["seconds"] * 1e3, 2),
                 fmt(r["gflops"], 1),
             ]
-            for r in out["matmul"]["rows"]
+            for r in matmul_rows
         ],
     )
+
+
+def render(ctx: Benchmark, out: dict) -> str:
     a, b = out["systems"][0], out["systems"][1]
     peer = out["systems"][2]
-    params = f", {peer['num_params']:,} parameters" if peer.get("num_params") else ""
-    ours = f" ({a['num_params']:,} parameters)" if a.get("num_params") else ""
-    lines = [
-        f"### {SECTION_TITLES[2]}",
-        "",
-        ctx.provenance(),
-        "",
-        "Both systems train the same model shape (2 x 512 unidirectional LSTM encoder and "
-        "decoder, 512-dim embeddings, Luong general attention, input feeding, dropout 0.3, "
-        "no residual, encoder states copied to the decoder, Adam 2e-4, label smoothing 0.1) "
-        f"on Multi30k {ctx.pair} train with the same 8k joint SentencePiece model, from "
-        f"scratch, in {ctx.plan.rounds} alternating rounds (nmt (a) "
-        f"{ctx.plan.steps_matched} steps, OpenNMT-tf {ctx.plan.steps_matched} steps, "
-        f"nmt (b) {ctx.plan.steps_4096} steps, then again), every run continuing from its "
-        f"own last checkpoint. Ours{ours} runs `nmt train`; the peer is OpenNMT-tf "
-        "`NMTSmallV1` with `--auto_config` "
-        f"(batch {PEER_BATCH} examples{params}), run config written by "
-        "scripts/bench_peer.py. nmt (a) uses the batch_tokens whose mean batch holds about "
-        f"{PEER_BATCH} sentences, measured on up to {ctx.plan.batch_sample} batches of "
-        "the real pipeline; nmt (b) our recommended 4096. Our run config is "
-        "scripts/bench_train.py's `small_v1_config` with `vocab.path` set to the shared "
-        "SentencePiece model, written to the workdir (`nmt_bt*.yaml`).",
-        "",
-        "Steady-state tokens/s is each tool's own figure from its own log, leaving out the "
-        "first report of every run (tracing, pipeline warm-up), averaged over the other "
-        "report windows weighted by their duration. nmt (a report every "
-        f"{ctx.plan.log_matched} steps for (a), {ctx.plan.log_4096} for (b)) counts "
-        "non-pad source pieces + EOS and target pieces + EOS; OpenNMT-tf (a report every "
-        f"{ctx.plan.peer_report_every} steps) counts source pieces and target pieces + 1, "
-        "i.e. one token per source sentence fewer: `as nmt counts` adds it back (steps/s x "
-        "64). step s = wall time between report lines / steps (the peer: 1 / its steps/s). "
-        "GFLOP/s (nmt) = matmul FLOPs of forward + backward per step "
-        "(scripts/bench_train.py `step_flops`: padded batches, 3 x forward, element-wise "
-        "work and Adam left out, so a lower bound of the work) averaged over the sampled "
-        "batches of that batch_tokens / step s. CPU seconds, wall seconds and peak RSS are "
-        "of the processes (os.wait4), start-up and checkpoint writing included.",
-        "",
-        format_table(columns, rows),
-        "",
-        "Matrix-product ceiling measured in the same run (float32 `tf.matmul`, eager, median "
-        f"of {ctx.plan.matmul_trials} trials, "
-        f"{out.get('matmul_threads') or 'default'} intra-op threads): the square product "
-        "is the best case; the batch-64 shapes are the products a step of this model is "
-        "made of (LSTM layer [x; h] -> 4 gates, the input-feeding first decoder layer, our "
-        "feature-major recurrent step, the 8k output projection).",
-        "",
-        ceiling,
-        "",
-        f"Batch statistics of our pipeline (sampled): {a['batch']} -> "
-        f"{a['mean_sentences']:.1f} sentences, {a['mean_tokens']:.0f} tokens per batch; "
-        f"{b['batch']} -> {b['mean_sentences']:.1f} sentences, {b['mean_tokens']:.0f} "
-        "tokens.",
-        "",
-        "Commands of the first round:",
-        "",
-        *[f"    {c}" for c in out["commands"]],
-    ]
-    return "\n".join(lines)
+    plan = ctx.plan
+    text = fill(
+        "s2_train",
+        title=SECTION_TITLES[2],
+        provenance=ctx.provenance(),
+        pair=ctx.pair,
+        rounds=plan.rounds,
+        steps_matched=plan.steps_matched,
+        steps_4096=plan.steps_4096,
+        ours_params=f" ({a['num_params']:,} parameters)" if a.get("num_params") else "",
+        peer_batch=PEER_BATCH,
+        peer_params=f", {peer['num_params']:,} parameters" if peer.get("num_params") else "",
+        batch_sample=plan.batch_sample,
+        log_matched=plan.log_matched,
+        log_4096=plan.log_4096,
+        peer_report_every=plan.peer_report_every,
+        table=systems_table(out["systems"]),
+        matmul_trials=plan.matmul_trials,
+        matmul_threads=out.get("matmul_threads") or "default",
+        ceiling=ceiling_table(out["matmul"]["rows"]),
+        a_batch=a["batch"],
+        a_sentences=f"{a['mean_sentences']:.1f}",
+        a_tokens=f"{a['mean_tokens']:.0f}",
+        b_batch=b["batch"],
+        b_sentences=f"{b['mean_sentences']:.1f}",
+        b_tokens=f"{b['mean_tokens']:.0f}",
+    )
+    return "\n".join([text, "", *[f"    {c}" for c in out["commands"]]])

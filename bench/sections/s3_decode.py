@@ -25,6 +25,7 @@ from bench.inputs import (
 )
 from bench.markdown import fmt, format_table, mib, write_atomic
 from bench.proc import nmt_cli
+from bench.prose import fill
 
 if TYPE_CHECKING:
     from bench.context import Benchmark
@@ -219,7 +220,8 @@ def peer_decode(
     }
 
 
-def render(ctx: Benchmark, out: dict) -> str:
+def decode_table(ctx: Benchmark, out: dict) -> str:
+    """Section 3's table: one row per system and beam ("not run" rows for a peer left out)."""
     columns = [
         ("system", "l"),
         ("beam", "r"),
@@ -255,63 +257,34 @@ def render(ctx: Benchmark, out: dict) -> str:
     if ctx.args.skip_peer:
         for beam in ctx.plan.beams:
             rows.append([PEER_NAME, beam, *[NOT_RUN] * (len(columns) - 2)])
+    return format_table(columns, rows)
+
+
+def render(ctx: Benchmark, out: dict) -> str:
     commands = [r["command"] for r in out["rows"]]
-    n, h = out["lines"], out["head_lines"]
     limit = out.get("max_length", ctx.args.decode_max_length)
     least = out.get("min_length", 0)
-    limited = out.get("limited_model_dir", "")
     if least == limit:
-        length_rule = (
-            f"both decode exactly {limit} pieces per sentence (besides the "
-            "end-of-sentence), so both do the same decoding work whatever their training: "
-            f"the peer with `params: minimum_decoding_length: {limit}` and "
-            f"`maximum_decoding_length: {limit}` in its infer config, ours through"
-        )
+        length_rule = fill("s3_decode.exact", limit=limit)
     elif least:
-        length_rule = (
-            f"both decode {least} to {limit} pieces per sentence (besides the "
-            f"end-of-sentence): the peer with `params: minimum_decoding_length: {least}` "
-            f"and `maximum_decoding_length: {limit}` in its infer config, ours through"
-        )
+        length_rule = fill("s3_decode.range", least=least, limit=limit)
     else:
-        length_rule = (
-            "they may stop early or repeat pieces up to their length limit, hence the "
-            f"output length and pieces/s columns; both get the same limit of {limit} output "
-            "pieces (besides the end-of-sentence): the peer as "
-            f"`params: maximum_decoding_length: {limit}` in its infer config, ours through"
-        )
-    lines = [
-        f"### {SECTION_TITLES[3]}",
-        "",
-        ctx.provenance(),
-        "",
-        f"Source: the first {n} lines of test2016.{ctx.src_lang} (the peer reads the same "
-        "lines as SentencePiece pieces); BLEU: sacreBLEU (13a, cased) of the detokenized "
-        f"output against test2016.{ctx.tgt_lang}. The NMTSmallV1-shaped models are those "
-        f"of B2, both trained {out['steps']} steps (barely trained, so their BLEU is near "
-        f"0); {length_rule} "
-        f"`{limited}`, a copy of the B2 model directory's config.yaml with "
-        f"`decode.min_length: {least}`, `decode.max_length_a: {limit}` and "
-        "`decode.max_length_b: 0` beside links to its checkpoints and vocabulary "
-        f"(`--decode-min-length {least} --decode-max-length {limit}`). "
-        "end-to-end = wall time of the whole process (interpreter and TensorFlow start-up, "
-        "model loading, translation, writing the output). steady sentences/s = "
-        f"({n} - {h}) / (end-to-end time on the {n} lines - end-to-end time on the first "
-        f"{h}), the same for every system, which cancels start-up; steady target pieces/s "
-        "likewise with the pieces written for those lines. Output pieces: the peer's "
-        "tokenized output counted directly; ours is detokenized text, re-encoded with the "
-        "model's SentencePiece model. Otherwise the peer uses OpenNMT-tf's inference "
-        "defaults (batch in the table, length penalty 0) and ours the model's decode config "
-        f"(batches of {out.get('batch_tokens', 'its config')} source tokens), once more with "
-        f"`--batch-tokens` set for about the peer's {PEER_INFER_BATCH} sentences a batch "
-        '(the mean source length plus EOS times 32: "peer\'s batch"); '
-        "the recommended model decodes with its own config (length limit in the table, in "
-        "pieces).",
-        "",
-        format_table(columns, rows),
-        "",
-        f"Commands ({n} lines):",
-        "",
-        *[f"    {c}" for c in dict.fromkeys(commands)],
-    ]
-    return "\n".join(lines)
+        length_rule = fill("s3_decode.limit", limit=limit)
+    text = fill(
+        "s3_decode",
+        title=SECTION_TITLES[3],
+        provenance=ctx.provenance(),
+        lines=out["lines"],
+        head_lines=out["head_lines"],
+        src_lang=ctx.src_lang,
+        tgt_lang=ctx.tgt_lang,
+        steps=out["steps"],
+        length_rule=length_rule,
+        limited=out.get("limited_model_dir", ""),
+        least=least,
+        limit=limit,
+        batch_tokens=out.get("batch_tokens", "its config"),
+        peer_infer_batch=PEER_INFER_BATCH,
+        table=decode_table(ctx, out),
+    )
+    return "\n".join([text, "", *[f"    {c}" for c in dict.fromkeys(commands)]])

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from bench.common import NOT_RUN, PEER_NAME, SECTION_TITLES, BenchError
 from bench.markdown import fmt, format_table, mib
+from bench.prose import fill
 
 if TYPE_CHECKING:
     from bench.context import Benchmark
@@ -54,25 +55,16 @@ def render(ctx: Benchmark, out: dict) -> str:
         [system, phase, fmt(mib(max(v))) if v else NOT_RUN, len(v) or NOT_RUN]
         for (system, phase), v in sorted(summary.items(), key=lambda kv: (kv[0][1], kv[0][0]))
     ]
-    return "\n".join(
-        [
-            f"### {SECTION_TITLES[4]}",
-            "",
-            ctx.provenance(),
-            "",
-            "Peak resident set size (ru_maxrss from os.wait4) of each process of sections "
-            "B2 and B3, as recorded in their runs; summary: the largest per system and phase.",
-            "",
-            format_table(
-                [
-                    ("system", "l"),
-                    ("phase", "l"),
-                    ("peak RSS MiB (max)", "r"),
-                    ("processes", "r"),
-                ],
-                summary_rows,
-            ),
-            "",
-            format_table(columns, rows),
-        ]
+    summary_columns = [
+        ("system", "l"),
+        ("phase", "l"),
+        ("peak RSS MiB (max)", "r"),
+        ("processes", "r"),
+    ]
+    return fill(
+        "s4_memory",
+        title=SECTION_TITLES[4],
+        provenance=ctx.provenance(),
+        summary=format_table(summary_columns, summary_rows),
+        table=format_table(columns, rows),
     )

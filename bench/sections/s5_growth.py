@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from bench.common import SECTION_TITLES, BenchError
 from bench.logs import steady_rate
 from bench.markdown import fmt, format_table, mib, write_atomic
+from bench.prose import fill
 
 if TYPE_CHECKING:
     from bench.context import Benchmark
@@ -77,9 +78,9 @@ def run(ctx: Benchmark) -> dict:
     return {**out, "plot": str(plot_growth(ctx, out))}
 
 
-def render(ctx: Benchmark, out: dict) -> str:
-    plot = Path(out["plot"])
-    train_table = format_table(
+def train_table(rows: list[dict]) -> str:
+    """Section 5's training sweep: one row per batch_tokens."""
+    return format_table(
         [
             ("batch_tokens", "r"),
             ("mean sentences/batch", "r"),
@@ -103,11 +104,14 @@ def render(ctx: Benchmark, out: dict) -> str:
                 fmt(mib(r["peak_rss"])),
                 fmt(r["wall"]),
             ]
-            for r in out["train"]
+            for r in rows
         ],
     )
-    d = out["decode"]
-    decode_table = format_table(
+
+
+def decode_table(rows: list[dict]) -> str:
+    """Section 5's decoding sweep: one row per beam and source length."""
+    return format_table(
         [
             ("beam", "r"),
             ("source pieces", "r"),
@@ -129,39 +133,30 @@ def render(ctx: Benchmark, out: dict) -> str:
                 r["max_output"],
                 r["limit"],
             ]
-            for r in d["rows"]
+            for r in rows
         ],
     )
-    rel = os.path.relpath(plot, ctx.args.out.resolve().parent)
-    lines = [
-        f"### {SECTION_TITLES[5]}",
-        "",
-        ctx.provenance(),
-        "",
-        "Training (NMTSmallV1 shape as in B2, from scratch, one `nmt train` process per "
-        "batch_tokens, a report every step; the first step is left out): tok/s as in B2; "
-        "mean sentences and tokens per batch from the sampled pipeline.",
-        "",
-        train_table,
-        "",
-        f"Decoding with {out['model']} ({d['parameters']:,} parameters, {d['checkpoint']}): "
-        f"{ctx.plan.sweep_count} inputs per source length, each exactly that many "
-        "SentencePiece pieces (whole words of consecutive test2016 sentences, checked by "
-        "re-encoding; EOS added by the translator), translated together as one call "
-        f"(decode batch_tokens {d['batch_tokens']}) in one process after a warm-up that "
-        f"traces each beam's search; length penalty {d['length_penalty']}, length limit "
-        f"{d['rule']} from the model's config. ms/sentence = wall time of the call / inputs. "
-        f"Peak RSS of that process: {fmt(mib(d['peak_rss']))} MiB.",
-        "",
-        decode_table,
-        "",
-        f"![cost growth]({rel})",
-        "",
-        "Commands:",
-        "",
-        *[f"    {c}" for c in out["commands"]],
-    ]
-    return "\n".join(lines)
+
+
+def render(ctx: Benchmark, out: dict) -> str:
+    d = out["decode"]
+    text = fill(
+        "s5_growth",
+        title=SECTION_TITLES[5],
+        provenance=ctx.provenance(),
+        train_table=train_table(out["train"]),
+        model=out["model"],
+        parameters=f"{d['parameters']:,}",
+        checkpoint=d["checkpoint"],
+        sweep_count=ctx.plan.sweep_count,
+        batch_tokens=d["batch_tokens"],
+        length_penalty=d["length_penalty"],
+        rule=d["rule"],
+        peak_rss=fmt(mib(d["peak_rss"])),
+        decode_table=decode_table(d["rows"]),
+        plot=os.path.relpath(Path(out["plot"]), ctx.args.out.resolve().parent),
+    )
+    return "\n".join([text, "", *[f"    {c}" for c in out["commands"]]])
 
 
 def plots_dir(ctx: Benchmark) -> Path:

@@ -403,3 +403,44 @@ def test_planned_decoding_grows_with_the_output_limit():
     assert plan.babble_seconds_per_line(5, 100, peer=True) == pytest.approx(
         2 * plan.babble_seconds_per_line(5, 50) * plan.PEER_STEP_FACTOR
     )
+
+
+# ---- the time budget, scaled to this machine by the matmul probe
+
+
+def test_planned_budget_scales_by_the_probe_rate_against_the_reference():
+    sections = [1, 2, 3, 4, 5]
+    reference = plan.planned_budget(plan.FULL, sections, peer=True)
+    same = plan.planned_budget(plan.FULL, sections, peer=True, gflops=plan.REFERENCE_GFLOPS)
+    assert same == pytest.approx(reference)
+    half = plan.planned_budget(plan.FULL, sections, peer=True, gflops=plan.REFERENCE_GFLOPS / 2)
+    quad = plan.planned_budget(plan.FULL, sections, peer=True, gflops=plan.REFERENCE_GFLOPS * 4)
+    assert sorted(half) == sorted(quad) == sections
+    for n in sections:  # a machine half as fast takes twice as long; four times as fast, 1/4
+        assert half[n] == pytest.approx(2 * reference[n])
+        assert quad[n] == pytest.approx(reference[n] / 4)
+    assert plan.machine_factor(None) == plan.machine_factor(0.0) == 1.0
+    assert plan.machine_factor(float("nan")) == 1.0
+
+
+def test_budget_line_says_it_is_an_estimate_from_a_probe_of_this_machine():
+    gflops = plan.REFERENCE_GFLOPS / 2
+    budget = plan.planned_budget(plan.QUICK, [1, 2], peer=False, gflops=gflops)
+    line = plan.budget_line(budget, gflops)
+    assert line.startswith("planned budget (an estimate: the reference machine's costs x 2.00, ")
+    assert "scaled from a probe of this machine" in line
+    assert f"at {gflops:.1f} GFLOP/s, 135 on the reference machine" in line
+    assert f"B1 {budget[1] / 60:.1f} min, B2 {budget[2] / 60:.1f} min; total " in line
+    unscaled = plan.budget_line(plan.planned_budget(plan.QUICK, [1], peer=False), None)
+    assert "unscaled: no probe rate" in unscaled
+
+
+def test_probe_gflops_counts_the_flops_of_its_fastest_product():
+    ticks = iter(range(1000))  # a clock of 5 ms ticks: every product takes one tick
+
+    def clock():
+        return 0.005 * next(ticks)
+
+    rate = plan.probe_gflops(size=64, seconds=0.05, clock=clock)
+    assert rate == pytest.approx(2 * 64**3 / 0.005 / 1e9)
+    assert next(ticks) < 40  # stopped once `seconds` of fake time had passed
