@@ -680,7 +680,7 @@ def train_command(config_path, model_dir, overrides, precision, jit, threads):
 )
 def average_command(model_dir, last_n, output):
     """Average the weights of the last N checkpoints into one checkpoint."""
-    from nmt.checkpoints import average_checkpoints
+    from nmt.averaging import average_checkpoints
 
     prefix = average_checkpoints(model_dir, last_n, output)
     click.echo(f"averaged the last {last_n} checkpoints -> {prefix}")
