@@ -23,6 +23,7 @@ LAYERS = [
         "quiet",
         "interrupts",
         "demo_align",
+        "demo_lexicon",
         "progress",
         "serving",
         "serving.options",
