@@ -62,6 +62,7 @@ LAYERS = [
     ["serving.server"],
     ["serving.httpd"],
     ["serve"],
+    ["cli_errors", "cli_options"],
     ["cli"],
     ["__main__"],
 ]
