@@ -76,8 +76,8 @@ def first_line(text: str) -> str:
 
 def write_text_atomic(path: PathLike, text: str) -> Path:
     """Write `text` to a temporary file beside `path`, fsync it, then rename it into place
-    (`fileio.open_output`). CheckpointWriteError naming `path` when that fails; `path` is
-    then unchanged.
+    (`fileio.write_atomic`, the one atomic writer). CheckpointWriteError naming `path` when
+    that fails; `path` is then unchanged.
     """
     try:
         return fileio.write_atomic(path, text, fsync=True)
