@@ -1,6 +1,8 @@
 """The `nmt` command line. Commands are thin: parse, call one library function, print.
 
-TensorFlow is imported lazily inside commands so that `nmt --help` stays fast.
+TensorFlow is imported lazily inside commands so that `nmt --help` stays fast. How errors
+are reported (one line, exit codes) is nmt/cli_errors.py's; the options that several
+commands share are in nmt/cli_options.py.
 """
 
 from __future__ import annotations
@@ -9,93 +11,20 @@ import signal
 
 import click
 
-from nmt.errors import NmtError
+from nmt.cli_errors import Group
+from nmt.cli_options import (
+    decode_precision_option,
+    ensemble_options,
+    metric_list,
+    metrics_option,
+    shortlist_options,
+)
 from nmt.precision import PRECISIONS
 from nmt.serving import options as serve_options
 from nmt.version import __version__
 
 
-def _one_line(text: str) -> str:
-    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
-
-
-def describe_error(error: BaseException) -> str:
-    """One line naming the problem: an NmtError's message, `PATH: reason` for an OSError."""
-    if isinstance(error, NmtError):
-        return _one_line(str(error))
-    if isinstance(error, OSError):
-        reason = error.strerror or str(error) or type(error).__name__
-        if error.filename is not None:
-            where = str(error.filename)
-            if error.filename2 is not None:
-                where += f" -> {error.filename2}"
-            return _one_line(f"{where}: {reason}")
-        return _one_line(reason)
-    return _one_line(f"{type(error).__name__}: {error}")
-
-
-def _usage_error(error: click.UsageError) -> click.exceptions.Exit:
-    """Print a usage error as one line (click's own format takes four) and exit 2."""
-    hint = f" (see '{error.ctx.command_path} --help')" if error.ctx is not None else ""
-    click.echo(f"nmt: error: {_one_line(error.format_message())}{hint}", err=True)
-    return click.exceptions.Exit(2)
-
-
-class _Group(click.Group):
-    """Every error is one line on stderr (`--debug` shows the traceback instead):
-
-    - user errors (NmtError, OSError, bad options): `nmt: error: ...`, exit code 2;
-    - anything else is a bug: `nmt: internal error: ...`, exit code 1;
-    - Ctrl-C: exit code 130; a closed stdout pipe (`| head`): click's quiet exit.
-    """
-
-    def make_context(self, info_name, args, parent=None, **extra):
-        try:
-            return super().make_context(info_name, args, parent=parent, **extra)
-        except click.exceptions.NoArgsIsHelpError:
-            raise
-        except click.UsageError as e:
-            if "--debug" in args:
-                raise
-            raise _usage_error(e) from None
-
-    def invoke(self, ctx: click.Context):
-        debug = bool(ctx.params.get("debug"))
-        try:
-            return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort):
-            raise
-        except click.exceptions.NoArgsIsHelpError:
-            raise
-        except click.UsageError as e:
-            if debug:
-                raise
-            raise _usage_error(e) from None
-        except click.ClickException:
-            raise
-        except BrokenPipeError:
-            raise  # click exits quietly when the reader of stdout went away
-        except (NmtError, OSError) as e:
-            if debug:
-                raise
-            click.echo(f"nmt: error: {describe_error(e)}", err=True)
-            ctx.exit(2)
-        except KeyboardInterrupt as e:
-            signum = getattr(e, "signum", signal.SIGINT)
-            click.echo(f"nmt: interrupted ({signal.Signals(signum).name})", err=True)
-            ctx.exit(128 + signum)
-        except Exception as e:
-            if debug:
-                raise
-            click.echo(
-                f"nmt: internal error: {describe_error(e)} (run `nmt --debug ...` for the "
-                "traceback and report it)",
-                err=True,
-            )
-            ctx.exit(1)
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="nmt")
 @click.option(
     "--verbose",
@@ -134,54 +63,6 @@ def _stop_on_sigterm(ctx: click.Context) -> None:
 _CHECKPOINT_HELP = "Which weights: best (by dev BLEU), last, or a checkpoint path."
 
 
-def _ensemble_options(command):
-    """Repeatable --model and --checkpoint: several decode as an ensemble (nmt.ensemble)."""
-    command = click.option(
-        "--checkpoint",
-        "checkpoints",
-        multiple=True,
-        help="Which weights: best (by dev BLEU), last, or a checkpoint path [default: best]. "
-        "Repeatable: with one --model, an ensemble of its checkpoints; with several, one for "
-        "all or one per --model.",
-    )(command)
-    return click.option(
-        "--model",
-        "model_dirs",
-        required=True,
-        multiple=True,
-        type=click.Path(file_okay=False),
-        help="Model directory written by `nmt train`. Repeat it to decode with an ensemble "
-        "(per-step probabilities averaged; the models must share vocabularies).",
-    )(command)
-
-
-_DECODE_PRECISION = click.option(
-    "--precision",
-    type=click.Choice(PRECISIONS),
-    default="float32",
-    show_default=True,
-    help="Arithmetic to decode in; auto = mixed_bfloat16 on CPUs with bfloat16 units "
-    "(AVX512-BF16/AMX), mixed_float16 on a GPU, else float32.",
-)
-
-
-def _shortlist_options(command):
-    """--shortlist/--no-shortlist, --shortlist-top-k, --shortlist-frequent (nmt.shortlist)."""
-    for option in reversed([
-        click.option("--shortlist/--no-shortlist", default=None,
-                     help="Decode over a vocabulary shortlist: MODEL/shortlist.npz, made by "
-                     "`nmt shortlist` [default: decode.shortlist, off]."),
-        click.option("--shortlist-top-k", type=click.IntRange(min=1),
-                     help="Targets per source piece (decode.shortlist_top_k); implies "
-                     "--shortlist."),
-        click.option("--shortlist-frequent", type=click.IntRange(min=0),
-                     help="Most frequent target pieces always kept "
-                     "(decode.shortlist_frequent); implies --shortlist."),
-    ]):  # fmt: skip
-        command = option(command)
-    return command
-
-
 @cli.command("translate")
 @click.argument("input_path", metavar="FILE", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option(
@@ -193,7 +74,7 @@ def _shortlist_options(command):
     type=click.Path(dir_okay=False, allow_dash=True),
     help="Output file, - for stdout.",
 )
-@_ensemble_options
+@ensemble_options
 @click.option("--beam", "beam_size", type=click.IntRange(min=1), help="Beam size (config default).")
 @click.option("--length-penalty", type=click.FloatRange(min=0.0), help="GNMT length penalty alpha.")
 @click.option(
@@ -223,8 +104,8 @@ def _shortlist_options(command):
     show_default=True,
     help="Comma-separated 1-based input line numbers to plot.",
 )
-@_DECODE_PRECISION
-@_shortlist_options
+@decode_precision_option
+@shortlist_options
 @click.option(
     "--prefix",
     help="Force every translation to start with this target text (included in the output).",
@@ -332,27 +213,8 @@ def _print_scores(scores, as_json: bool) -> None:
             click.echo(f"{s.text}\n  signature: {s.signature}")
 
 
-_METRICS = click.option(
-    "--metrics", default="bleu,chrf", show_default=True, help="Comma-separated: bleu, chrf, ter."
-)
-
-
-def _metric_list(metrics: str) -> tuple[str, ...]:
-    from nmt.evaluation import METRICS
-
-    names = tuple(m.strip().lower() for m in metrics.split(",") if m.strip())
-    if not names:
-        raise click.BadParameter("give at least one metric", param_hint="--metrics")
-    for m in names:
-        if m not in METRICS:
-            raise click.BadParameter(
-                f"unknown metric {m!r} (choose from {', '.join(METRICS)})", param_hint="--metrics"
-            )
-    return names
-
-
 @cli.command("evaluate")
-@_ensemble_options
+@ensemble_options
 @click.option("--src", "source_path", required=True, type=click.Path(dir_okay=False))
 @click.option("--ref", "reference_path", required=True, type=click.Path(dir_okay=False))
 @click.option("--beam", "beam_size", type=click.IntRange(min=1))
@@ -363,9 +225,9 @@ def _metric_list(metrics: str) -> tuple[str, ...]:
     type=click.Path(dir_okay=False),
     help="Also write the translations here.",
 )
-@_METRICS
-@_DECODE_PRECISION
-@_shortlist_options
+@metrics_option
+@decode_precision_option
+@shortlist_options
 @click.option("--json", "as_json", is_flag=True, help="Print scores as JSON.")
 def evaluate_command(
     model_dirs,
@@ -381,7 +243,7 @@ def evaluate_command(
     **shortlist,
 ):
     """Translate --src with a model (or an ensemble) and score it against --ref with sacreBLEU."""
-    names = _metric_list(metrics)
+    names = metric_list(metrics)
     from nmt.evaluation import evaluate_model
 
     _print_scores(
@@ -404,12 +266,12 @@ def evaluate_command(
 @cli.command("score")
 @click.argument("hypothesis_path", metavar="HYP", type=click.Path(dir_okay=False))
 @click.argument("reference_path", metavar="REF", type=click.Path(dir_okay=False))
-@_METRICS
+@metrics_option
 @click.option("--lowercase", "-lc", is_flag=True, help="Case-insensitive (sacreBLEU's -lc).")
 @click.option("--json", "as_json", is_flag=True, help="Print scores as JSON.")
 def score_command(hypothesis_path, reference_path, metrics, lowercase, as_json):
     """Score detokenized hypotheses HYP against references REF (sacreBLEU, cased, 13a)."""
-    names = _metric_list(metrics)
+    names = metric_list(metrics)
     from nmt.evaluation import score_files
 
     _print_scores(score_files(hypothesis_path, reference_path, names, lowercase), as_json)
@@ -497,7 +359,7 @@ def demo_data_command(output, seed, train, dev, test):
     show_default=True,
     help="Arithmetic of the exported graph wherever it is served (auto: this machine's choice).",
 )
-@_shortlist_options
+@shortlist_options
 def export_command(
     model_dir,
     export_base,
@@ -680,7 +542,7 @@ def train_command(config_path, model_dir, overrides, precision, jit, threads):
 )
 def average_command(model_dir, last_n, output):
     """Average the weights of the last N checkpoints into one checkpoint."""
-    from nmt.checkpoints import average_checkpoints
+    from nmt.averaging import average_checkpoints
 
     prefix = average_checkpoints(model_dir, last_n, output)
     click.echo(f"averaged the last {last_n} checkpoints -> {prefix}")

@@ -158,14 +158,15 @@ def load_ensemble(
     `step` None, and the first member's config, vocabulary, directory and checkpoint path.
     """
     from nmt import checkpoints as ckpt
+    from nmt import modeldir
 
     members = pair_members(model_dirs, checkpoints)
     if len(members) == 1:
         return ckpt.load_model(*members[0], precision=precision)
     vocabs = []
     for model_dir, checkpoint in members:
-        ckpt.read_config(model_dir)
-        ckpt.check_version(model_dir)
+        modeldir.read_config(model_dir)
+        modeldir.check_version(model_dir)
         ckpt.resolve_checkpoint(model_dir, checkpoint)
         try:
             vocabs.append(ckpt.load_vocab(model_dir))

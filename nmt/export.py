@@ -474,7 +474,7 @@ def export_loaded(
         except NmtError:
             raise
         except Exception as e:
-            from nmt.checkpoints import error_reason
+            from nmt.modeldir import error_reason
 
             reason = error_reason(e)
             raise NmtError(
@@ -511,6 +511,6 @@ def load_export(path: str | Path):
     try:
         return tf.saved_model.load(str(path))
     except (OSError, ValueError, tf.errors.OpError) as e:  # a damaged or partial export
-        from nmt.checkpoints import error_reason
+        from nmt.modeldir import error_reason
 
         raise NmtError(f"{path}: cannot load the export ({error_reason(e)})") from None

@@ -17,6 +17,8 @@ file as one of the command's inputs. Then a regular file (or a new one) is writt
 temporary file beside it and renamed into place only when complete, keeping its mode, so a
 failure leaves it as it was; a symlink's target is replaced that way and the link kept; a
 device (/dev/null), FIFO or socket is opened and written directly, never replaced.
+Files written together (a checkpoint average, the set-up of a new model directory) are
+staged in a `make_temp_dir` directory (the permissions of an ordinary mkdir), then moved.
 """
 
 from __future__ import annotations
@@ -354,6 +356,13 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def make_temp_dir(parent: PathLike, prefix: str) -> Path:
+    """mkdtemp with the permissions of an ordinary mkdir (mkdtemp makes it owner-only)."""
+    path = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
+    os.chmod(path, 0o777 & ~_umask())
+    return path
 
 
 def _warn(message: str) -> None:

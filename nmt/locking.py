@@ -5,7 +5,7 @@ drops an flock when its process dies however it dies, so a lock file left by a k
 process is simply taken over, with a warning naming that process. A second writer gets
 `LockedError` naming the process that holds the lock. The file is removed on release.
 Readers (translate, evaluate, export) take no lock: a checkpoint is listed only once it is
-complete (see nmt/checkpoints.py).
+complete (see nmt/checkpoint_files.py).
 """
 
 from __future__ import annotations

@@ -253,11 +253,11 @@ def make_shortlist(
     `target` are given; pairs longer than `data.max_length` pieces are skipped, as in
     training. Readers never see a half-written file, so it may run while the model trains.
     """
-    from nmt import checkpoints
+    from nmt import checkpoints, modeldir
 
     start = time.perf_counter()
     model_dir = Path(model_dir)
-    config = checkpoints.read_config(model_dir)
+    config = modeldir.read_config(model_dir)
     vocab = checkpoints.load_vocab(model_dir)
     if (source is None) != (target is None):
         raise ConfigError("give --source and --target together")
@@ -275,7 +275,7 @@ def make_shortlist(
     log(f"learning p(t|s): IBM model 1, {iterations} EM iterations on {len(pairs)} pairs")
     table = learn_table(pairs, vocab.source_size, vocab.target_size, digest=vocab_digest(vocab),
                         top_k=top_k, iterations=iterations)  # fmt: skip
-    path = table.save(model_dir / checkpoints.SHORTLIST_FILE)
+    path = table.save(model_dir / modeldir.SHORTLIST_FILE)
     return MadeShortlist(path, len(pairs), time.perf_counter() - start, table)
 
 
@@ -345,7 +345,7 @@ def for_decoding(model_dir: str | Path, vocab, decode) -> Shortlist | None:
     makes it), when it was learned for another vocabulary, or when it keeps fewer than
     `decode.shortlist_top_k` targets per source piece.
     """
-    from nmt.checkpoints import SHORTLIST_FILE
+    from nmt.modeldir import SHORTLIST_FILE
 
     if not decode.shortlist:
         return None

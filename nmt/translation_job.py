@@ -332,8 +332,8 @@ def _check_decode_options(
     --min-length and sampling are found to fit; defaults from the (first) model's saved
     config, read before TensorFlow is imported. Sampling decodes with beam 1 unless --beam
     says otherwise, which is an error."""
-    from nmt.checkpoints import read_config
     from nmt.ensemble import pair_members
+    from nmt.modeldir import read_config
 
     if min_length is not None and min_length < 0:
         raise DataError(f"--min-length must be >= 0, got {min_length}")

@@ -32,7 +32,7 @@
    Variables stay float32. The global Keras policy is restored when `train` returns, and
    so is TensorFlow's op determinism, which `train.deterministic` turns on while training.
 4. Checkpoints every `train.checkpoint_every` steps and at the end (last
-   `train.keep_checkpoints` kept), see nmt/checkpoints.py. A checkpoint holds the model,
+   `train.keep_checkpoints` kept), see nmt/checkpoint_files.py. A checkpoint holds the model,
    optimizer slots and loss scale, step, schedule and early-stopping state, dropout RNG states
    and the tf.data iterator (shuffle buffer included), so a resumed run continues exactly as
    an uninterrupted one would. A corrupt newest checkpoint is reported and the previous one
@@ -67,8 +67,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from nmt import checkpoints as ckpt
-from nmt import fileio, interrupts, locking
+from nmt import fileio, interrupts, locking, modeldir
 from nmt.config import Config, from_dict, save_config
 from nmt.precision import explain_precision
 from nmt.training.cluster import Cluster, chief_temp_dir, make_cluster, set_threads
@@ -186,7 +185,7 @@ def _train_locked(config, model_dir, cluster, log, stop, file_stats, setup) -> T
     previous_policy = keras.mixed_precision.global_policy()
     was_deterministic = tf_config.is_op_determinism_enabled()
     precision, why = explain_precision(config.train.precision)
-    saved_precision = ckpt.read_train_state(model_dir).get("precision") if saved else None
+    saved_precision = modeldir.read_train_state(model_dir).get("precision") if saved else None
     if config.train.precision == "auto" and saved_precision and saved_precision != precision:
         precision, why = saved_precision, "auto: kept from the run being resumed"
     try:

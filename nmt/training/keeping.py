@@ -12,37 +12,37 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
-from nmt import checkpoints as ckpt
+from nmt import checkpoint_files, modeldir
 from nmt.training.cluster import Cluster, chief_temp_dir
 
 
 class CheckpointKeeper:
     def __init__(self, model_dir: Path, cluster: Cluster, keep: int):
         self.model_dir, self.is_chief, self.keep = model_dir, cluster.is_chief, keep
-        self.listed_dir = model_dir / ckpt.CHECKPOINTS_DIR  # where the chief's are listed
+        self.listed_dir = model_dir / modeldir.CHECKPOINTS_DIR  # where the chief's are listed
         self.ckpt_dir, self.temp_dir = chief_temp_dir(cluster, self.listed_dir)
-        self.best_dir = model_dir / ckpt.BEST_DIR if self.is_chief else self.temp_dir / "best"
+        self.best_dir = model_dir / modeldir.BEST_DIR if self.is_chief else self.temp_dir / "best"
 
     def save(self, checkpoint, step: int) -> Path:
         """Write ckpt-STEP and prune the older ones; returns its path in DIR/checkpoints."""
-        prefix = ckpt.write_checkpoint(checkpoint, self.ckpt_dir, step)
+        prefix = checkpoint_files.write_checkpoint(checkpoint, self.ckpt_dir, step)
         if self.is_chief:
-            ckpt.prune_checkpoints(self.ckpt_dir, self.keep)
+            checkpoint_files.prune_checkpoints(self.ckpt_dir, self.keep)
         else:
-            ckpt.delete_checkpoint(prefix)
+            checkpoint_files.delete_checkpoint(prefix)
         return self.listed_dir / prefix.name
 
     def save_best(self, checkpoint, step: int) -> None:
         """Replace DIR/best by ckpt-STEP."""
-        prefix = ckpt.write_checkpoint(checkpoint, self.best_dir, step)
+        prefix = checkpoint_files.write_checkpoint(checkpoint, self.best_dir, step)
         if self.is_chief:
-            ckpt.prune_checkpoints(self.best_dir, 1)
+            checkpoint_files.prune_checkpoints(self.best_dir, 1)
         else:
-            ckpt.delete_checkpoint(prefix)
+            checkpoint_files.delete_checkpoint(prefix)
 
     def newest(self) -> Optional[Path]:
         """The newest checkpoint listed in DIR/checkpoints (None without one)."""
-        listed = ckpt.list_checkpoints(self.listed_dir)
+        listed = checkpoint_files.list_checkpoints(self.listed_dir)
         return listed[-1] if listed else None
 
     def close(self) -> None:

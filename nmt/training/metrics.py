@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from nmt import checkpoints as ckpt
+from nmt import modeldir
 
 Log = Callable[[str], None]
 
@@ -115,7 +115,7 @@ class TensorBoard:
         if self.writers is None and self.is_chief:
             import tensorflow as tf
 
-            logs = self.model_dir / ckpt.LOGS_DIR
+            logs = self.model_dir / modeldir.LOGS_DIR
             self.writers = {
                 "train": tf.summary.create_file_writer(str(logs / "train")),
                 "dev": tf.summary.create_file_writer(str(logs / "dev")),
@@ -141,9 +141,9 @@ class TensorBoard:
 
     def _failed(self, error) -> None:
         """TensorBoard logs are not essential: warn once and train on without them."""
-        reason = ckpt.error_reason(error)
+        reason = modeldir.error_reason(error)
         self.log(
-            f"nmt: warning: cannot write TensorBoard logs to {self.model_dir / ckpt.LOGS_DIR} "
+            f"nmt: warning: cannot write TensorBoard logs to {self.model_dir / modeldir.LOGS_DIR} "
             f"({reason}); training continues without them"
         )
         self.writers = {}

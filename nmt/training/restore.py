@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from nmt import checkpoints as ckpt
+from nmt import checkpoint_files, modeldir
 from nmt.config import Config
 from nmt.errors import CheckpointError
 from nmt.training.setup import data_changes
@@ -61,16 +61,16 @@ def restore(trainer, model_dir: Path, saved: Optional[Config], log: Log) -> Opti
     """Restore `trainer` (a `training.step.Trainer`) from the newest valid checkpoint of
     DIR/checkpoints; returns its prefix (None when there is none). The chief first removes
     what an interrupted write left behind. `saved`: the config DIR held before this run."""
-    checkpoints_dir = model_dir / ckpt.CHECKPOINTS_DIR
+    checkpoints_dir = model_dir / modeldir.CHECKPOINTS_DIR
     if trainer.cluster.is_chief:
-        removed = ckpt.remove_leftovers(model_dir)
+        removed = checkpoint_files.remove_leftovers(model_dir)
         if removed:
             names = ", ".join(str(p.relative_to(model_dir)) for p in removed)
             log(f"removed what an interrupted write left behind: {names}")
-    prefixes = ckpt.list_checkpoints(checkpoints_dir)
+    prefixes = checkpoint_files.list_checkpoints(checkpoints_dir)
     plan = ResumePlan()
     if prefixes and saved is not None:
-        saved_state = ckpt.read_train_state(model_dir)
+        saved_state = modeldir.read_train_state(model_dir)
         replicas = trainer.cluster.num_replicas
         plan = resume_plan(saved, trainer.config, saved_state, replicas, trainer.precision)
         for note in plan.notes:
@@ -78,7 +78,7 @@ def restore(trainer, model_dir: Path, saved: Optional[Config], log: Log) -> Opti
     checkpoint = trainer.checkpoint_for(data=plan.data, loss_scale=plan.loss_scale)
     for prefix in reversed(prefixes):
         try:
-            ckpt.restore_checkpoint(checkpoint, prefix, partial=plan.partial)
+            checkpoint_files.restore_checkpoint(checkpoint, prefix, partial=plan.partial)
         except CheckpointError as e:
             older = "; trying the previous one" if prefix != prefixes[0] else ""
             log(f"nmt: warning: {e}{older}")

@@ -18,8 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
-from nmt import checkpoints as ckpt
-from nmt import faults, interrupts, progress
+from nmt import faults, interrupts, modeldir, progress
 from nmt.config import Config
 from nmt.errors import NmtError
 from nmt.training import metrics
@@ -149,7 +148,7 @@ class Run:
         self.history = [e for e in earlier if e.get("step", 0) <= start_step]
         self.clock = Clock(float(previous.get("train_seconds", 0.0) or 0.0))
         if restored:
-            self.last_checkpoint = self.model_dir / ckpt.CHECKPOINTS_DIR / restored.name
+            self.last_checkpoint = self.model_dir / modeldir.CHECKPOINTS_DIR / restored.name
             self.saved_step = start_step
         return TrainResult(
             model_dir=self.model_dir,

@@ -18,8 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from nmt import checkpoints as ckpt
-from nmt import constants, faults, locking
+from nmt import checkpoint_files, constants, faults, fileio, locking, modeldir
 from nmt.config import Config, save_config
 from nmt.errors import CheckpointError, ConfigError, NmtError
 from nmt.version import __version__
@@ -37,10 +36,10 @@ _SETUP_FILES = {
     "joint.vocab",
     "source.vocab",
     "target.vocab",
-    ckpt.TRAIN_STATE_FILE,
-    ckpt.LOGS_DIR,
-    ckpt.CHECKPOINTS_DIR,
-    ckpt.BEST_DIR,
+    modeldir.TRAIN_STATE_FILE,
+    modeldir.LOGS_DIR,
+    modeldir.CHECKPOINTS_DIR,
+    modeldir.BEST_DIR,
 }
 
 
@@ -135,13 +134,13 @@ def _save_config_atomic(config: Config, path: Path) -> None:
     import yaml
 
     text = yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=False)
-    ckpt.write_text_atomic(path, text)
+    modeldir.write_text_atomic(path, text)
 
 
 def _wait_for_chief(model_dir: Path, log: Log) -> None:
     deadline = time.monotonic() + WORKER_WAIT_SECONDS
     logged = False
-    while not ckpt.is_model_dir(model_dir):  # config.yaml is moved into DIR last
+    while not modeldir.is_model_dir(model_dir):  # config.yaml is moved into DIR last
         if time.monotonic() > deadline:
             raise CheckpointError(
                 f"{model_dir}: the chief did not set up the model directory within "
@@ -168,9 +167,9 @@ def _unfinished_setup(model_dir: Path) -> bool:
     staging directory, vocabulary files and VERSION moved before config.yaml)."""
     if not model_dir.exists():
         return True
-    if ckpt.is_model_dir(model_dir) or has_checkpoint(model_dir):
+    if modeldir.is_model_dir(model_dir) or has_checkpoint(model_dir):
         return False
-    done = _SETUP_FILES - {constants.CONFIG_FILE, ckpt.TRAIN_STATE_FILE, ckpt.LOGS_DIR}
+    done = _SETUP_FILES - {constants.CONFIG_FILE, modeldir.TRAIN_STATE_FILE, modeldir.LOGS_DIR}
     return all(
         p.name == locking.LOCK_FILE or p.name.startswith(_SETUP_STAGING) or p.name in done
         for p in model_dir.iterdir()
@@ -181,7 +180,7 @@ def _stage_model_dir(config: Config, model_dir: Path, log: Log) -> Path:
     """Build config.yaml, VERSION and the vocabulary in a hidden staging dir inside DIR."""
     from nmt.vocab import Vocab, train_vocab
 
-    staging = ckpt.make_temp_dir(model_dir, _SETUP_STAGING)
+    staging = fileio.make_temp_dir(model_dir, _SETUP_STAGING)
     try:
         if config.vocab.path:
             log(f"vocabulary: {config.vocab.path}")
@@ -217,13 +216,13 @@ def _install_setup(staging: Path, model_dir: Path) -> None:
 def _saved_config(config: Config, model_dir: Path) -> tuple[Config, list[str]]:
     """The config a non-empty DIR holds and what `config` changes in it that a resumed run
     cannot; CheckpointError when DIR is no nmt model directory or of another version."""
-    if not ckpt.is_model_dir(model_dir):
+    if not modeldir.is_model_dir(model_dir):
         raise CheckpointError(
             f"{model_dir}: directory is not empty and is not an nmt model directory "
             f"(no {constants.CONFIG_FILE}); choose a new or empty --model-dir"
         )
-    ckpt.check_version(model_dir)
-    saved = ckpt.read_config(model_dir)
+    modeldir.check_version(model_dir)
+    saved = modeldir.read_config(model_dir)
     return saved, incompatible_changes(saved, config)
 
 
@@ -290,7 +289,8 @@ def prepare_model_dir(config: Config, model_dir: PathLike, *, is_chief: bool = T
 
 def has_checkpoint(model_dir: Path) -> bool:
     return any(
-        ckpt.list_checkpoints(model_dir / sub) for sub in (ckpt.CHECKPOINTS_DIR, ckpt.BEST_DIR)
+        checkpoint_files.list_checkpoints(model_dir / sub)
+        for sub in (modeldir.CHECKPOINTS_DIR, modeldir.BEST_DIR)
     )
 
 

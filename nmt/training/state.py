@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from nmt import checkpoints as ckpt
+from nmt import modeldir
 from nmt.training.stopping import Standing
 from nmt.version import __version__
 
@@ -134,12 +134,12 @@ class StateFile:
     """DIR/train_state.json, written atomically by the chief (other workers write none)."""
 
     def __init__(self, model_dir: Path, is_chief: bool):
-        self.path = model_dir / ckpt.TRAIN_STATE_FILE
+        self.path = model_dir / modeldir.TRAIN_STATE_FILE
         self.model_dir, self.is_chief = model_dir, is_chief
 
     def read(self) -> dict[str, Any]:
-        return ckpt.read_train_state(self.model_dir)
+        return modeldir.read_train_state(self.model_dir)
 
     def write(self, record: dict[str, Any]) -> None:
         if self.is_chief:
-            ckpt.write_json_atomic(self.path, record)
+            modeldir.write_json_atomic(self.path, record)

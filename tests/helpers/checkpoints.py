@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nmt import checkpoint_files
 from nmt import checkpoints as ckpt
 from nmt.config import save_config
 from nmt.version import __version__
@@ -36,7 +37,7 @@ def make_model_dir(root: Path, steps=(1, 2, 3), seed: int = 0):
         model.set_weights(values)
         saved[step] = values
         step_var = tf.Variable(step, dtype=tf.int64)
-        ckpt.write_checkpoint(
+        checkpoint_files.write_checkpoint(
             ckpt.inference_checkpoint(model, step_var), model_dir / "checkpoints", step
         )
     return model_dir, saved

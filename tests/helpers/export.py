@@ -44,13 +44,10 @@ def make_model_dir(path: Path, *, joint: bool = True, seed: int = 7, min_length:
     import keras
     import tensorflow as tf
 
-    from nmt.checkpoints import (
-        CHECKPOINTS_DIR,
-        build_model,
-        inference_checkpoint,
-        write_checkpoint,
-    )
+    from nmt.checkpoint_files import write_checkpoint
+    from nmt.checkpoints import build_model, inference_checkpoint
     from nmt.config import Config, DecodeConfig, ModelConfig, VocabConfig, save_config
+    from nmt.modeldir import CHECKPOINTS_DIR
     from nmt.version import __version__
     from nmt.vocab import train_vocab
 

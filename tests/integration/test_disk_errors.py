@@ -6,7 +6,7 @@ used instead:
 - real ones from the kernel: RLIMIT_FSIZE lowered around one write (`file_size_limit`), so
   that write fails with EFBIG ("File too large") inside TensorFlow's C++ checkpoint and
   SavedModel writers or Python's file writes (Python ignores SIGXFSZ, so the process lives);
-- injected ones: `nmt.checkpoints.os` replaced by a proxy whose `replace` or `fsync`
+- injected ones: `nmt.checkpoint_files.os` replaced by a proxy whose `replace` or `fsync`
   raises ENOSPC or EIO at a chosen file.
 
 Covered: a training checkpoint, train_state.json, `nmt export --overwrite`, the output of
@@ -27,8 +27,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from nmt import checkpoints as ckpt
-from nmt import fileio
+from nmt import checkpoint_files, fileio
 from nmt.cli import cli
 from tests.helpers.corpus import TINY, write_corpus
 from tests.helpers.export import make_tiny_export
@@ -64,7 +63,7 @@ def limit_checkpoint_writes(monkeypatch, limit: int) -> None:
 
 
 class FailingOs:
-    """`os` for nmt.checkpoints whose `name` call fails with `code` when `when(args)`."""
+    """`os` for nmt.checkpoint_files whose `name` call fails with `code` when `when(args)`."""
 
     def __init__(self, name: str, code: int, when):
         self._name, self._code, self._when = name, code, when
@@ -131,7 +130,10 @@ def copy(trained, tmp_path) -> Path:
 
 
 def _steps(model_dir: Path) -> list[int]:
-    return [ckpt.checkpoint_step(p) for p in ckpt.list_checkpoints(model_dir / "checkpoints")]
+    return [
+        checkpoint_files.checkpoint_step(p)
+        for p in checkpoint_files.list_checkpoints(model_dir / "checkpoints")
+    ]
 
 
 def test_checkpoint_write_hits_file_too_large(copy, monkeypatch):
@@ -173,15 +175,15 @@ def test_injected_os_errors_keep_the_previous_files(copy, monkeypatch, call, cod
 
     # config.yaml is rewritten (atomically) at start-up; fail from the first save on.
     started = []
-    save = ckpt.write_checkpoint
+    save = checkpoint_files.write_checkpoint
 
     def write_checkpoint(*args, **kwargs):
         started.append(True)
         return save(*args, **kwargs)
 
-    monkeypatch.setattr(ckpt, "write_checkpoint", write_checkpoint)
+    monkeypatch.setattr(checkpoint_files, "write_checkpoint", write_checkpoint)
     failing = FailingOs(call, code, lambda *a: bool(started) and when(*a))
-    monkeypatch.setattr(ckpt, "os", failing)
+    monkeypatch.setattr(checkpoint_files, "os", failing)
     monkeypatch.setattr(fileio, "os", failing)  # write_text_atomic writes with nmt.fileio
     result = _train(model, copy / "data", 20)
     assert result.exit_code == 2, result.output

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nmt import checkpoint_files, modeldir
 from nmt import checkpoints as ckpt
 from tests.helpers.corpus import TINY, Lines, tiny_config, write_corpus
 
@@ -143,9 +144,9 @@ def test_two_workers_train_together_and_chief_checkpoint_resumes(tmp_path):
     assert len(re.findall(pattern, outputs[0])) == 4
     assert re.findall(pattern, outputs[0]) == re.findall(pattern, outputs[1])
     model_dir = tmp_path / "model"
-    names = [p.name for p in ckpt.list_checkpoints(model_dir / "checkpoints")]
+    names = [p.name for p in checkpoint_files.list_checkpoints(model_dir / "checkpoints")]
     assert names == ["ckpt-2", "ckpt-4"]
-    assert ckpt.read_train_state(model_dir)["replicas"] == 2
+    assert modeldir.read_train_state(model_dir)["replicas"] == 2
     # One process resumes the chief's checkpoint (the data position restarts: the global
     # batch of one replica differs from that of two).
     log = Lines()

@@ -116,12 +116,12 @@ def gpu_model(tmp_path_factory):
 def test_auto_trains_mixed_float16_with_float32_variables(gpu_model):
     import tensorflow as tf
 
-    from nmt import checkpoints as ckpt
+    from nmt import checkpoint_files
 
     root, result = gpu_model
     assert result.precision == "mixed_float16" and result.step == 6
     assert all(math.isfinite(x) for x in result.losses)
-    [prefix] = ckpt.list_checkpoints(root / "m" / "checkpoints")
+    [prefix] = checkpoint_files.list_checkpoints(root / "m" / "checkpoints")
     dtypes = tf.train.load_checkpoint(str(prefix)).get_variable_to_dtype_map()
     floating = {name: d for name, d in dtypes.items() if d.is_floating}
     assert floating and all(d == tf.float32 for d in floating.values()), floating

@@ -23,6 +23,7 @@ from click.testing import CliRunner
 
 from nmt import checkpoints as ckpt
 from nmt import faults
+from nmt.checkpoint_files import checkpoint_step, list_checkpoints
 from nmt.cli import cli
 from nmt.locking import LOCK_FILE
 
@@ -45,7 +46,7 @@ def weights(model_dir: Path) -> list[np.ndarray]:
 
 
 def steps(model_dir: Path) -> list[int]:
-    return [ckpt.checkpoint_step(p) for p in ckpt.list_checkpoints(model_dir / "checkpoints")]
+    return [checkpoint_step(p) for p in list_checkpoints(model_dir / "checkpoints")]
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from nmt import checkpoints as ckpt
+from nmt.checkpoint_files import checkpoint_step, list_checkpoints
 from nmt.cli import cli
 from tests.helpers.checkpoints import make_model_dir
 from tests.helpers.corpus import TINY, write_corpus
@@ -148,7 +149,7 @@ def test_sigkill_mid_training_then_resume(tmp_path):
     checkpoints = tmp_path / "model" / "checkpoints"
     deadline = time.monotonic() + 240
     try:
-        while not [p for p in ckpt.list_checkpoints(checkpoints) if ckpt.checkpoint_step(p) >= 10]:
+        while not [p for p in list_checkpoints(checkpoints) if checkpoint_step(p) >= 10]:
             assert proc.poll() is None, proc.stdout.read()
             assert time.monotonic() < deadline, "no checkpoint within 240 s"
             time.sleep(0.05)
@@ -156,7 +157,7 @@ def test_sigkill_mid_training_then_resume(tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    last = ckpt.checkpoint_step(ckpt.list_checkpoints(checkpoints)[-1])
+    last = checkpoint_step(list_checkpoints(checkpoints)[-1])
     resumed = _nmt([*args, "--set", f"train.max_steps={last + 5}", "--threads", "1"], tmp_path)
     output, _ = resumed.communicate(timeout=240)
     assert resumed.returncode == 0, output

@@ -12,8 +12,11 @@ import numpy as np
 import pytest
 
 from nmt import checkpoints as ckpt
+from nmt import modeldir
+from nmt.checkpoint_files import list_checkpoints, write_checkpoint
 from nmt.config import TrainConfig, load_config
 from nmt.errors import CheckpointError, ConfigError, DataError, NmtError
+from nmt.version import __version__
 from tests.helpers.corpus import Lines, tiny_config
 
 # --------------------------------------------------------------------------------------------
@@ -204,12 +207,12 @@ def test_train_writes_a_model_directory(straight):
     model_dir, result, log = straight
     assert result.step == 8 and result.stop_reason == "max_steps" and len(result.losses) == 8
     assert all(math.isfinite(x) for x in result.losses)
-    assert (model_dir / "VERSION").read_text().strip() == ckpt.__version__
+    assert (model_dir / "VERSION").read_text().strip() == __version__
     assert (model_dir / "joint.model").exists()
-    assert ckpt.read_config(model_dir).data.train_source.startswith("/")  # absolute
-    names = [p.name for p in ckpt.list_checkpoints(model_dir / "checkpoints")]
+    assert modeldir.read_config(model_dir).data.train_source.startswith("/")  # absolute
+    names = [p.name for p in list_checkpoints(model_dir / "checkpoints")]
     assert names == ["ckpt-4", "ckpt-8"]
-    assert ckpt.list_checkpoints(model_dir / "best")  # the first evaluation is always a gain
+    assert list_checkpoints(model_dir / "best")  # the first evaluation is always a gain
     state = json.loads((model_dir / "train_state.json").read_text())
     assert state["step"] == 8 and [e["step"] for e in state["evaluations"]] == [4, 8]
     seconds = [e["train_seconds"] for e in state["evaluations"]]
@@ -241,7 +244,7 @@ def test_resume_after_corrupt_newest_checkpoint_is_exact(straight, tmp_path):
     raw[len(raw) // 2] ^= 0xFF
     data.write_bytes(bytes(raw))
     log = Lines()
-    config = ckpt.read_config(model_dir)
+    config = modeldir.read_config(model_dir)
     resumed = train(config, copy, log=log)
     assert "ckpt-8: corrupt or truncated checkpoint" in log.text()
     assert "trying the previous one" in log.text()
@@ -273,7 +276,7 @@ def test_existing_directories_are_checked(straight, tmp_path):
     shutil.copytree(model_dir, copy)
     (copy / "VERSION").write_text("7.0.0\n")
     with pytest.raises(CheckpointError, match="written by nmt '7.0.0'"):
-        train(ckpt.read_config(model_dir), copy, log=Lines())
+        train(modeldir.read_config(model_dir), copy, log=Lines())
 
 
 def test_max_minutes_then_already_trained(straight, tmp_path):
@@ -282,7 +285,7 @@ def test_max_minutes_then_already_trained(straight, tmp_path):
     model_dir, _, _ = straight
     copy = tmp_path / "model"
     shutil.copytree(model_dir, copy)
-    config = ckpt.read_config(model_dir)
+    config = modeldir.read_config(model_dir)
     config.train.max_steps, config.train.max_minutes = 1000, 1e-4  # 6 ms: one step
     result = train(config, copy, log=Lines())
     assert result.stop_reason == "max_minutes" and (result.start_step, result.step) == (8, 9)
@@ -317,7 +320,7 @@ def test_mixed_precision_trains_with_float32_variables(tmp_path, precision):
         result = train(config, tmp_path / "m", log=Lines())
         if precision == "mixed_float16":  # the loss scale is checkpointed and resumed
             built[0].optimizer.dynamic_scale.assign(1024.0)
-            ckpt.write_checkpoint(built[0].checkpoint, tmp_path / "m" / "checkpoints", 3)
+            write_checkpoint(built[0].checkpoint, tmp_path / "m" / "checkpoints", 3)
             config.train.max_steps = 4
             resumed = train(config, tmp_path / "m", log=Lines())
             assert resumed.start_step == 3 and math.isfinite(resumed.losses[0])
@@ -347,7 +350,7 @@ def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path):
     )
     with pytest.raises(NmtError, match="NaN or infinite by step 2.*ckpt-1"):
         train(config, tmp_path / "m", log=Lines())
-    names = [p.name for p in ckpt.list_checkpoints(tmp_path / "m" / "checkpoints")]
+    names = [p.name for p in list_checkpoints(tmp_path / "m" / "checkpoints")]
     assert names == ["ckpt-1"]
 
 
@@ -371,7 +374,7 @@ def test_stale_setup_without_checkpoint_is_redone(tmp_path):
     log = Lines()
     vocab, created, saved = prepare_model_dir(second, tmp_path / "m", log=log)
     assert created and saved is None and vocab.source_size == 16
-    assert ckpt.read_config(tmp_path / "m").vocab.seed == 99
+    assert modeldir.read_config(tmp_path / "m").vocab.seed == 99
     assert "holds no checkpoint yet" in log.text()
 
 
@@ -394,7 +397,7 @@ def test_early_stopping_and_plateau_decay(tmp_path):
     assert result.stop_reason == "early_stopping" and result.step == 8
     assert [e["best"] for e in result.evaluations] == [True, False, False, False]
     assert result.best_step == 2
-    state = ckpt.read_train_state(tmp_path / "m")
+    state = modeldir.read_train_state(tmp_path / "m")
     assert state["learning_rate_factor"] == pytest.approx(0.125)
-    assert [p.name for p in ckpt.list_checkpoints(tmp_path / "m" / "best")] == ["ckpt-2"]
-    assert [p.name for p in ckpt.list_checkpoints(tmp_path / "m" / "checkpoints")] == ["ckpt-8"]
+    assert [p.name for p in list_checkpoints(tmp_path / "m" / "best")] == ["ckpt-2"]
+    assert [p.name for p in list_checkpoints(tmp_path / "m" / "checkpoints")] == ["ckpt-8"]

@@ -26,10 +26,10 @@ def readme_figure() -> tuple[float, int]:
 
 @pytest.mark.slow
 def test_demo_reaches_the_bleu_the_readme_states(demo_run, run_python):
-    from nmt import checkpoints as ckpt
+    from nmt import modeldir
 
     stated, steps = readme_figure()
-    assert ckpt.read_train_state(demo_run.model)["step"] == steps
+    assert modeldir.read_train_state(demo_run.model)["step"] == steps
     hyp = demo_run.work / "test.hyp"
     run_python(
         "-m", "nmt", "translate", demo_run.data / "test.en", "-o", hyp, "--model", demo_run.model,

@@ -198,9 +198,9 @@ def _run_and_kill_at_step(cwd: Path, args: list[str], step: int, delay: float) -
 
 
 def _steps(directory: Path) -> list[int]:
-    from nmt import checkpoints as ckpt
+    from nmt.checkpoint_files import checkpoint_step, list_checkpoints
 
-    return [ckpt.checkpoint_step(p) for p in ckpt.list_checkpoints(directory)]
+    return [checkpoint_step(p) for p in list_checkpoints(directory)]
 
 
 def _leftovers(root: Path) -> list[str]:
@@ -233,9 +233,10 @@ def _check_resumed(run: Run, listed: list[int]) -> None:
 
 def _check_restorable(model_dir: Path) -> None:
     from nmt import checkpoints as ckpt
+    from nmt.checkpoint_files import checkpoint_step, list_checkpoints
 
-    for prefix in ckpt.list_checkpoints(model_dir / "checkpoints"):
-        assert ckpt.load_model(model_dir, str(prefix)).step == ckpt.checkpoint_step(prefix)
+    for prefix in list_checkpoints(model_dir / "checkpoints"):
+        assert ckpt.load_model(model_dir, str(prefix)).step == checkpoint_step(prefix)
 
 
 def _weights(model_dir: Path):

@@ -314,7 +314,8 @@ def _model_dir(path: Path) -> Path:
 
 
 def test_limited_model_dir_sets_an_absolute_limit_on_the_same_checkpoints(tmp_path):
-    from nmt.checkpoints import read_config, resolve_checkpoint
+    from nmt.checkpoints import resolve_checkpoint
+    from nmt.modeldir import read_config
 
     model = _model_dir(tmp_path / "model")
     original = (model / "config.yaml").read_bytes()

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nmt import averaging, checkpoint_files, modeldir
 from nmt import checkpoints as ckpt
 from nmt.config import save_config
 from nmt.errors import CheckpointError
@@ -45,17 +46,17 @@ def _copy(model_dir: Path, tmp_path: Path) -> Path:
     ],
 )
 def test_version_compatible(saved, current, ok):
-    assert ckpt.version_compatible(saved, current) is ok
+    assert modeldir.version_compatible(saved, current) is ok
 
 
 def test_train_state_json_round_trip_and_corruption(tmp_path):
-    assert ckpt.read_train_state(tmp_path) == {}
-    ckpt.write_json_atomic(tmp_path / "train_state.json", {"step": 3, "best_metric": 1.5})
-    assert ckpt.read_train_state(tmp_path) == {"step": 3, "best_metric": 1.5}
+    assert modeldir.read_train_state(tmp_path) == {}
+    modeldir.write_json_atomic(tmp_path / "train_state.json", {"step": 3, "best_metric": 1.5})
+    assert modeldir.read_train_state(tmp_path) == {"step": 3, "best_metric": 1.5}
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp file left
     (tmp_path / "train_state.json").write_text("{oops")
     with pytest.raises(CheckpointError, match="train_state.json: cannot read"):
-        ckpt.read_train_state(tmp_path)
+        modeldir.read_train_state(tmp_path)
 
 
 def test_listing_ignores_incomplete_checkpoints(tmp_path):
@@ -63,11 +64,11 @@ def test_listing_ignores_incomplete_checkpoints(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / ".staging-abc").mkdir()
     (tmp_path / ".staging-abc" / "ckpt-11.index").write_bytes(b"x")
-    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["ckpt-9", "ckpt-10"]
-    assert ckpt.checkpoint_step(tmp_path / "ckpt-10") == 10
-    ckpt.remove_staging(tmp_path)
+    assert [p.name for p in checkpoint_files.list_checkpoints(tmp_path)] == ["ckpt-9", "ckpt-10"]
+    assert checkpoint_files.checkpoint_step(tmp_path / "ckpt-10") == 10
+    checkpoint_files.remove_staging(tmp_path)
     assert not (tmp_path / ".staging-abc").exists()
-    assert [p.name for p in ckpt.prune_checkpoints(tmp_path, 1)] == ["ckpt-9"]
+    assert [p.name for p in checkpoint_files.prune_checkpoints(tmp_path, 1)] == ["ckpt-9"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-10.index", "ckpt-3.data-0"]
 
 
@@ -75,7 +76,7 @@ def test_write_is_atomic_when_interrupted(tmp_path, monkeypatch):
     import tensorflow as tf
 
     checkpoint = tf.train.Checkpoint(v=tf.Variable([1.0, 2.0]))
-    ckpt.write_checkpoint(checkpoint, tmp_path, 1)
+    checkpoint_files.write_checkpoint(checkpoint, tmp_path, 1)
     real_replace = os.replace
 
     def crash_on_index(src, dst):
@@ -83,10 +84,10 @@ def test_write_is_atomic_when_interrupted(tmp_path, monkeypatch):
             raise OSError("disk full")
         return real_replace(src, dst)
 
-    monkeypatch.setattr(ckpt.os, "replace", crash_on_index)
+    monkeypatch.setattr(checkpoint_files.os, "replace", crash_on_index)
     with pytest.raises(OSError, match="disk full"):
-        ckpt.write_checkpoint(checkpoint, tmp_path, 2)
-    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["ckpt-1"]
+        checkpoint_files.write_checkpoint(checkpoint, tmp_path, 2)
+    assert [p.name for p in checkpoint_files.list_checkpoints(tmp_path)] == ["ckpt-1"]
     assert not list(tmp_path.glob(".staging-*"))
 
 
@@ -104,7 +105,7 @@ def test_load_model_last_best_and_paths(model_dir, tmp_path):
     copy = _copy(directory, tmp_path)
     shutil.copytree(copy / "checkpoints", copy / "best")
     for name in ("ckpt-2", "ckpt-3"):
-        ckpt.delete_checkpoint(copy / "best" / name)
+        checkpoint_files.delete_checkpoint(copy / "best" / name)
     best = ckpt.load_model(copy, "best")
     assert best.step == 1 and best.checkpoint_path.parent.name == "best"
 
@@ -150,7 +151,7 @@ def test_corrupt_checkpoint_is_reported(model_dir, tmp_path, damage):
 def test_checkpoint_of_another_model_shape_is_refused(model_dir, tmp_path):
     directory, _ = model_dir
     copy = _copy(directory, tmp_path)
-    config = ckpt.read_config(copy)
+    config = modeldir.read_config(copy)
     config.model.units = 24
     save_config(config, copy / "config.yaml")
     with pytest.raises(CheckpointError, match="ckpt-3"):
@@ -160,13 +161,13 @@ def test_checkpoint_of_another_model_shape_is_refused(model_dir, tmp_path):
 def test_average_checkpoints_is_the_mean(model_dir, tmp_path):
     directory, saved = model_dir
     output = tmp_path / "avg"
-    prefix = ckpt.average_checkpoints(directory, 2, output)
+    prefix = averaging.average_checkpoints(directory, 2, output)
     assert prefix == output / "ckpt-3"
     loaded = ckpt.load_model(directory, str(output))
     assert loaded.step == 3
     expected = [(a.astype(np.float64) + b) / 2 for a, b in zip(saved[2], saved[3], strict=True)]
     _assert_weights(loaded.model, expected)
-    again = ckpt.average_checkpoints(directory, 3, output)  # replaces the previous average
+    again = averaging.average_checkpoints(directory, 3, output)  # replaces the previous average
     _assert_weights(
         ckpt.load_model(directory, str(again)).model,
         [(a.astype(np.float64) + b + c) / 3 for a, b, c in zip(*saved.values(), strict=True)],
@@ -177,13 +178,13 @@ def test_average_checkpoints_is_the_mean(model_dir, tmp_path):
         "ckpt-3.index",
     ]
     with pytest.raises(CheckpointError, match="3 checkpoint\\(s\\), cannot average the last 4"):
-        ckpt.average_checkpoints(directory, 4)
+        averaging.average_checkpoints(directory, 4)
 
 
 def test_average_weights_keeps_integer_arrays_from_the_last():
     a = [np.array([1.0, 2.0], np.float32), np.array([1, 2])]
     b = [np.array([3.0, 5.0], np.float32), np.array([7, 8])]
-    mean, counter = ckpt.average_weights([a, b])
+    mean, counter = averaging.average_weights([a, b])
     np.testing.assert_array_equal(mean, np.array([2.0, 3.5], np.float32))
     assert mean.dtype == np.float32
     np.testing.assert_array_equal(counter, [7, 8])

@@ -8,13 +8,8 @@ import pytest
 
 from nmt.demo_align import parse_links, word_links
 from nmt.demo_data import (
-    ADJECTIVES,
     MAX_WORDS,
     MIN_WORDS,
-    NOUNS,
-    PLACES,
-    PRONOUNS,
-    VERBS,
     Clause,
     Coordination,
     Generator,
@@ -22,13 +17,20 @@ from nmt.demo_data import (
     Prepositional,
     PronounPhrase,
     TimePhrase,
+    generate_aligned,
+    generate_pairs,
+    write_demo_data,
+)
+from nmt.demo_lexicon import (
+    ADJECTIVES,
+    NOUNS,
+    PLACES,
+    PRONOUNS,
+    VERBS,
     de_number,
     de_ordinal_dative,
     en_number,
     en_ordinal,
-    generate_aligned,
-    generate_pairs,
-    write_demo_data,
 )
 from nmt.errors import DataError
 

@@ -1,0 +1,180 @@
+"""`nmt average`: the mean of the model weights of a model directory's last checkpoints,
+written as one checkpoint (DIR/averaged by default) that `load_model` loads.
+
+TensorFlow is imported inside functions so that importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Optional
+
+from nmt import fileio, locking
+from nmt.checkpoint_files import (
+    checkpoint_step,
+    list_checkpoints,
+    restore_checkpoint,
+    write_checkpoint,
+)
+from nmt.checkpoints import build_model, inference_checkpoint, load_vocab
+from nmt.errors import CheckpointError, NmtError
+from nmt.modeldir import (
+    AVERAGED_DIR,
+    BEST_DIR,
+    CHECKPOINT_PREFIX,
+    CHECKPOINTS_DIR,
+    LOGS_DIR,
+    CheckpointWriteError,
+    PathLike,
+    check_version,
+    error_reason,
+    read_config,
+    write_json_atomic,
+)
+from nmt.version import __version__
+
+
+def average_weights(weight_lists: Sequence[Sequence[Any]]) -> list[Any]:
+    """Element-wise mean of several lists of numpy arrays (float64 sums, original dtypes).
+
+    Non-float arrays (counters) are taken from the last list.
+    """
+    import numpy as np
+
+    if not weight_lists:
+        raise ValueError("nothing to average")
+    averaged = []
+    for values in zip(*weight_lists, strict=True):
+        last = np.asarray(values[-1])
+        if np.issubdtype(last.dtype, np.floating):
+            total = np.zeros(last.shape, np.float64)
+            for v in values:
+                total += np.asarray(v, np.float64)
+            averaged.append((total / len(values)).astype(last.dtype))
+        else:
+            averaged.append(last)
+    return averaged
+
+
+def average_checkpoints(
+    model_dir: PathLike,
+    last_n: int,
+    output: Optional[PathLike] = None,
+    *,
+    log: Optional[Callable[[str], None]] = None,
+) -> Path:
+    """Average the model weights of the last `last_n` training checkpoints of DIR.
+
+    Writes a checkpoint (model weights + the newest step) into `output` (default
+    DIR/averaged/, replaced atomically) that `load_model(DIR, checkpoint=output)` loads.
+    Returns the prefix written. Holds the model directory's lock when writing into it.
+    """
+    model_dir = Path(model_dir)
+    if isinstance(last_n, bool) or not isinstance(last_n, int) or last_n < 1:
+        raise CheckpointError(f"--last must be a positive integer, got {last_n!r}")
+    read_config(model_dir)  # a model directory, before anything is made
+    given = Path(output) if output is not None else model_dir / AVERAGED_DIR
+    target = _average_output(model_dir, given)
+    inside = _is_within(target, model_dir)
+    lock = locking.model_dir_lock(model_dir, "nmt average") if inside else None
+    with lock or contextlib.nullcontext():
+        return _average_into(model_dir, last_n, given, target, log)
+
+
+def _is_within(path: Path, directory: Path) -> bool:
+    path, directory = Path(os.path.realpath(path)), Path(os.path.realpath(directory))
+    return path == directory or directory in path.parents
+
+
+def _average_output(model_dir: Path, output: Path) -> Path:
+    """Where the average goes (a symlink's target: the link stays), checked before work.
+
+    It must be new or a directory written by `nmt average` (it is replaced as a whole), and
+    neither hold the model directory nor be one of its own directories.
+    """
+    fileio.check_output_dir(output, option="--output")
+    target = Path(os.path.realpath(output))
+    label = f"--output {output}"
+    if _is_within(model_dir, target):
+        raise CheckpointError(f"{label}: holds the model directory {model_dir}, which the "
+                              "average would replace; choose a new directory")  # fmt: skip
+    real_model = Path(os.path.realpath(model_dir))
+    if target.parent == real_model and target.name in (CHECKPOINTS_DIR, BEST_DIR, LOGS_DIR):
+        raise CheckpointError(f"{label}: is the model's {target.name}/ directory, which the "
+                              "average would replace; choose a new directory")  # fmt: skip
+    if target.is_dir() and any(target.iterdir()) and not (target / "averaged.json").exists():
+        raise CheckpointError(
+            f"{label}: exists and was not written by `nmt average` (no averaged.json), so it "
+            "is not replaced; choose a new directory"
+        )
+    return target
+
+
+def _average_into(model_dir, last_n, given, output, log) -> Path:
+    config = read_config(model_dir)
+    check_version(model_dir)
+    prefixes = list_checkpoints(model_dir / CHECKPOINTS_DIR)
+    if len(prefixes) < last_n:
+        raise CheckpointError(
+            f"{model_dir / CHECKPOINTS_DIR}: {len(prefixes)} checkpoint(s), cannot average the "
+            f"last {last_n}"
+        )
+    chosen = prefixes[-last_n:]
+    try:
+        vocab = load_vocab(model_dir)
+    except NmtError as e:
+        raise CheckpointError(str(e)) from None
+    import tensorflow as tf  # once all that can be checked without it is
+
+    model = build_model(config, vocab)
+    weights = []
+    for prefix in chosen:
+        restore_checkpoint(inference_checkpoint(model), prefix, partial=True)
+        weights.append([v.numpy() for v in model.weights])
+    for variable, value in zip(model.weights, average_weights(weights), strict=True):
+        variable.assign(value)
+    last_step = checkpoint_step(chosen[-1])
+    step = tf.Variable(last_step, dtype=tf.int64, trainable=False)
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = fileio.make_temp_dir(output.parent, f".{output.name}.tmp-")
+    old = None
+    unchanged = f"{given} is unchanged" if output.exists() else "nothing was written"
+    try:
+        try:
+            write_checkpoint(inference_checkpoint(model, step), staging, last_step)
+            write_json_atomic(
+                staging / "averaged.json",
+                {"checkpoints": [p.name for p in chosen], "step": last_step, "nmt": __version__},
+            )
+        except CheckpointWriteError as e:
+            raise CheckpointWriteError(
+                f"{given}: cannot write the averaged checkpoint "
+                f"({error_reason(e.__cause__ or e)}); {unchanged}"
+            ) from e
+        try:
+            if output.exists():
+                old = output.parent / f".{output.name}.old-{os.getpid()}"
+                os.rename(output, old)
+            os.rename(staging, output)
+            staging = None
+        except OSError as e:
+            if old is not None and not output.exists():
+                os.rename(old, output)  # put the previous average back
+                old = None
+            raise CheckpointWriteError(
+                f"{given}: cannot move the averaged checkpoint into place "
+                f"({error_reason(e)}); {unchanged}"
+            ) from e
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    if log:
+        log(f"averaged {', '.join(p.name for p in chosen)} -> {given}")
+    return given / f"{CHECKPOINT_PREFIX}-{last_step}"
