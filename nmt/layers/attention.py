@@ -73,12 +73,13 @@ class Attention(keras.layers.Layer):
         the masks of all steps before the loop). `attend` returns the weights before dropout.
       - `lr_scale` k (config `model.attention_lr_scale`): the score weights (W_a of general,
         W_a and v_a of concat, W_1, W_2 and v_a of bahdanau; not W_c, nor the normed gain g)
-        are stored as V and used as W = k V, with V initialised to W_init / k. The function
-        and the initial W do not depend on k; the gradient on V is k times that on W, so an
-        optimizer that normalises the gradient per entry (Adam, AdamW) moves W by k times its
-        learning rate, and SGD by k^2 times. Under `train.clip_norm` those gradients count k
-        times in the global norm. The checkpoint stores V: a model must be loaded with the k it
-        was trained with (its config.yaml records it). k = 1 is exactly the unscaled layer.
+        are stored as V and used as W = k V, with V initialised to W_init / k. Neither the
+        function of W nor the initial W (the same random draws) depends on k. The gradient on
+        V is k times that on W, so an optimizer that normalises the gradient per entry (Adam,
+        AdamW) moves W by up to k times its learning rate per update, and SGD k^2 times as far.
+        Under `train.clip_norm` those gradients count k times in the global norm. The
+        checkpoint stores V: a model must be loaded with the k it was trained with (its
+        config.yaml records it). k = 1 is exactly the layer without it.
 
     Args:
         score: str. One of "dot", "general", "concat", "bahdanau".
@@ -140,34 +141,20 @@ class Attention(keras.layers.Layer):
         self.query_dim, self.memory_dim = query_dim, memory_dim
         attention_dim = self.units or query_dim
         init = "glorot_uniform"
-        k = self.lr_scale  # score weights start at V = W_init / k (see the class docstring)
         if self.score == "dot" and query_dim != memory_dim:
             raise ValueError(
                 f"dot attention needs query width == memory width, got {query_dim} and {memory_dim}"
             )
         if self.score == "general":
-            self.memory_kernel = self.add_weight(
-                name="memory_kernel", shape=(memory_dim, query_dim), initializer=_divided(init, k)
-            )
+            self.memory_kernel = self._score_variable("memory_kernel", (memory_dim, query_dim))
         elif self.score == "concat":
-            self.score_kernel = self.add_weight(
-                name="score_kernel",
-                shape=(query_dim + memory_dim, attention_dim),
-                initializer=_divided(init, k),
-            )
+            shape = (query_dim + memory_dim, attention_dim)
+            self.score_kernel = self._score_variable("score_kernel", shape)
         elif self.score == "bahdanau":
-            self.query_kernel = self.add_weight(
-                name="query_kernel", shape=(query_dim, attention_dim), initializer=_divided(init, k)
-            )
-            self.memory_kernel = self.add_weight(
-                name="memory_kernel",
-                shape=(memory_dim, attention_dim),
-                initializer=_divided(init, k),
-            )
+            self.query_kernel = self._score_variable("query_kernel", (query_dim, attention_dim))
+            self.memory_kernel = self._score_variable("memory_kernel", (memory_dim, attention_dim))
         if self.score in ("concat", "bahdanau"):
-            self.score_vector = self.add_weight(
-                name="score_vector", shape=(attention_dim,), initializer=_divided(init, k)
-            )
+            self.score_vector = self._score_variable("score_vector", (attention_dim,))
         if self.scale == "normed":
             self.score_gain = self.add_weight(
                 name="score_gain",
@@ -178,6 +165,12 @@ class Attention(keras.layers.Layer):
             name="output_kernel", shape=(memory_dim + query_dim, query_dim), initializer=init
         )
         self.built = True
+
+    def _score_variable(self, name, shape):
+        """The variable V of a score weight W = k V, initialised to W_init / k (Glorot)."""
+        return self.add_weight(
+            name=name, shape=shape, initializer=_divided("glorot_uniform", self.lr_scale)
+        )
 
     # === Precomputation ===
 
@@ -192,9 +185,8 @@ class Attention(keras.layers.Layer):
         if self.scale == "normed":
             keys = memory
             if self.score == "general":
-                keys = ops.matmul(
-                    memory, self._score_weight(self.memory_kernel, dtype)
-                )  # (B,S,D_q)
+                kernel = self._score_weight(self.memory_kernel, dtype)  # (D_m, D_q)
+                keys = ops.matmul(memory, kernel)  # (B, S, D_q)
             return (_unit(keys),)  # (B, S, D_q)
         if self.score == "dot":
             return () if scale == 1.0 else (memory * ops.cast(scale, dtype),)  # (B, S, D_m)
