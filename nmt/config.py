@@ -66,6 +66,15 @@ class ModelConfig:
     # dot/general only: divide the scores by sqrt(units) ("sqrt"), or use a cosine times a
     # learned gain ("normed"); neither stops general from collapsing (BENCHMARKS.md, "Attention")
     attention_scale: Literal["none", "sqrt", "normed"] = "none"
+    # Two more remedies for general's collapse, off by default (see
+    # nmt.layers.attention.Attention): dropout on the attention weights a_t(s) in training,
+    # before the context sum (inverted, not renormalised; every score) ...
+    attention_dropout: float = 0.0
+    # ... and a learning-rate multiplier k for the score weights alone (W_a; v_a; W_1, W_2; not
+    # W_c), as W = k V with V stored: with Adam/AdamW each update moves W by up to k times the
+    # learning rate, with SGD k^2 times as far. The checkpoint holds V, so a model keeps the k
+    # it was trained with. Not for dot (it has no score weights).
+    attention_lr_scale: float = 1.0
     input_feeding: bool = True
     dropout: float = 0.3  # base rate for the three sites below when they are unset
     embedding_dropout: Optional[float] = None  # source and target embeddings (None: dropout)
@@ -211,6 +220,11 @@ class Config:
                 f"model.attention_scale {self.model.attention_scale!r} applies to dot and "
                 f"general attention, not model.attention {self.model.attention!r}; use none"
             )
+        lr_scale_error = attention_lr_scale_error(
+            self.model.attention, self.model.attention_lr_scale
+        )
+        if lr_scale_error:
+            raise ConfigError(lr_scale_error)
         if self.model.share_embeddings and not self.vocab.joint:
             raise ConfigError("model.share_embeddings needs vocab.joint: true")
         if (
@@ -229,6 +243,20 @@ _SECTIONS = {f.name: f for f in dataclasses.fields(Config)}
 DROPOUT_KEYS = tuple(
     f"model.{f.name}" for f in dataclasses.fields(ModelConfig) if f.name.endswith("dropout")
 )
+
+
+def attention_lr_scale_error(attention: str, lr_scale: float) -> Optional[str]:
+    """Why `model.attention_lr_scale` cannot be `lr_scale` with `attention`, or None."""
+    if isinstance(lr_scale, bool) or not isinstance(lr_scale, (int, float)):
+        return f"model.attention_lr_scale must be a number, got {lr_scale!r}"
+    if not (math.isfinite(lr_scale) and lr_scale > 0):
+        return f"model.attention_lr_scale must be positive, got {lr_scale}"
+    if lr_scale != 1.0 and attention == "dot":
+        return (
+            "model.attention_lr_scale scales the score weights, which model.attention 'dot' "
+            "has none of; use 1"
+        )
+    return None
 
 
 def _get(config: Config, dotted: str) -> Any:

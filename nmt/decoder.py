@@ -145,6 +145,7 @@ class Decoder(keras.layers.Layer):
         num_layers: int. Number of LSTM layers.
         attention: str. Attention score: "dot", "general", "concat" or "bahdanau".
         attention_scale: str. "none", "sqrt" or "normed" (see `Attention`).
+        attention_dropout, attention_lr_scale: float. `Attention`'s `dropout` and `lr_scale`.
         embedding_dropout, hidden_dropout, output_dropout: float or None. Rates on the target
             embeddings, between layers and on h~ (None: `dropout`).
         word_dropout: float. Probability of zeroing a whole target input word's embedding.
@@ -187,6 +188,8 @@ class Decoder(keras.layers.Layer):
         hidden_dropout: float | None = None,
         output_dropout: float | None = None,
         word_dropout: float = 0.0,
+        attention_dropout: float = 0.0,
+        attention_lr_scale: float = 1.0,
         **kwargs,
     ):
         # No automatic input casting: under 16-bit policies the cell states c of
@@ -214,6 +217,8 @@ class Decoder(keras.layers.Layer):
         self.hidden_dropout = hidden_dropout
         self.output_dropout = output_dropout
         self.word_dropout = word_dropout
+        self.attention_dropout = attention_dropout
+        self.attention_lr_scale = attention_lr_scale
         self.input_feeding = input_feeding
         self.dropout = dropout
         self.residual = residual
@@ -240,7 +245,12 @@ class Decoder(keras.layers.Layer):
             for i in range(num_layers)
         ]
         self.attention_layer = Attention(
-            attention, scale=attention_scale, dtype=self.dtype_policy, name="attention"
+            attention,
+            scale=attention_scale,
+            dropout=attention_dropout,
+            lr_scale=attention_lr_scale,
+            dtype=self.dtype_policy,
+            name="attention",
         )
         self.bridge_layers = []
         if bridge == "dense":
@@ -361,7 +371,9 @@ class Decoder(keras.layers.Layer):
             if self._residual_at(i, inputs):
                 outputs = outputs + inputs
         params = self.attention_layer.parameters(self.compute_dtype)
-        context, weights = self.attention_layer.attend(outputs, memory, memory_mask, keys, params)
+        context, weights = self.attention_layer.attend(
+            outputs, memory, memory_mask, keys, params, training=training
+        )
         h_tilde = self.attention_layer.attentional_hidden(context, outputs, params)  # (B, T, u)
         return self._drop("output", h_tilde, training), weights
 
@@ -373,16 +385,20 @@ class Decoder(keras.layers.Layer):
         Returns `(h~ (B, T, units), attention float32 (B, T, S) or None)`; the attention
         weights are kept only when `return_attention` is set.
         """
-        noise = None  # the loop's dropout masks, drawn outside it (and outside XLA)
+        noise = weights = None  # the loop's dropout masks, drawn outside it (and outside XLA)
         if bool(training) and self.seed_generator is not None:
             steps, batch = tf.shape(embedded)[1], tf.shape(embedded)[0]
             noise = self._loop_masks(steps, batch, self.compute_dtype)  # (T, L, B, units)
+        if bool(training) and self.attention_dropout > 0:  # attention dropout, float32 (T, B, S)
+            shape = (tf.shape(embedded)[1], tf.shape(memory)[0], tf.shape(memory)[1])
+            weights = self.attention_layer.weight_noise(shape, True)
         return self._loop(
-            embedded, memory, memory_mask, keys, initial_state, noise, return_attention
+            embedded, memory, memory_mask, keys, initial_state, (noise, weights), return_attention
         )
 
     def _loop(self, embedded, memory, memory_mask, keys, initial_state, noise, return_attention):
-        """The input-feeding loop itself; `noise` (T, L, B, units) or None."""
+        """The input-feeding loop itself; `noise`: the pair (dropout masks (T, L, B, units),
+        attention-dropout masks (T, B, S) float32), each None when off."""
         dtype = self.compute_dtype
         units, emb_dim, num_layers = self.units, self.embedding_dim, self.num_layers
         cells = [layer.cell for layer in self.rnn_layers]
@@ -417,10 +433,14 @@ class Decoder(keras.layers.Layer):
             matmuls.append(LoopMatmul(weight, steps, batch, base=tf.broadcast_to(bias, gates)))
         matmuls.append(LoopMatmul(params["output_kernel"], steps, batch))
 
-        use_noise = noise is not None
+        noise, weight_noise = noise
+        use_noise, use_weight_noise = noise is not None, weight_noise is not None
         if use_noise:
             noise_ta = tf.TensorArray(dtype, size=steps, element_shape=[num_layers, None, units])
             noise_ta = noise_ta.unstack(noise)
+        if use_weight_noise:
+            weight_noise_ta = tf.TensorArray(tf.float32, size=steps, element_shape=[None, None])
+            weight_noise_ta = weight_noise_ta.unstack(weight_noise)
         outputs_ta = tf.TensorArray(dtype, size=steps, element_shape=[None, units])
         # The attention weights travel through the loop only when they are wanted.
         kept = (
@@ -437,7 +457,7 @@ class Decoder(keras.layers.Layer):
         )
         feed = ops.cast(feed, dtype)
 
-        def compute(offsets, masks, hs, cs, feed):
+        def compute(offsets, masks, weight_masks, hs, cs, feed):
             """One step on tensors only (no TensorArrays), so that it can be XLA-compiled.
 
             Returns (new hs, new cs, h~ (B, units), attention (B, S), every loop-matmul input).
@@ -452,7 +472,9 @@ class Decoder(keras.layers.Layer):
                 new_hs.append(h)
                 new_cs.append(c)
                 top = h + inputs if i > 0 and self._residual_at(i, inputs) else h  # (B, units)
-            context, weights = self.attention_layer.attend(top, memory, memory_mask, keys, params)
+            context, weights = self.attention_layer.attend(
+                top, memory, memory_mask, keys, params, weight_masks
+            )
             # h~ = tanh([c_t; out_L] W_c), as Attention.attentional_hidden.
             joined = tf.concat([context, top], 1)  # (B, units + units)
             xs.append(joined)
@@ -466,8 +488,11 @@ class Decoder(keras.layers.Layer):
 
         def body(t, hs, cs, feed, outputs_ta, kept, recorded):
             masks = noise_ta.read(t) if use_noise else None  # (L, B, units)
+            weight_masks = weight_noise_ta.read(t) if use_weight_noise else None  # (B, S)
             offsets = [matmul.offset(t) for matmul in matmuls]  # (B, 4u) ..., (B, units)
-            new_hs, new_cs, h_tilde, weights, xs = compute(offsets, masks, hs, cs, feed)
+            new_hs, new_cs, h_tilde, weights, xs = compute(
+                offsets, masks, weight_masks, hs, cs, feed
+            )
             if return_attention:
                 kept = (kept[0].write(t, tf.stop_gradient(weights)),)  # (B, S) at t
             recorded = tuple(LoopMatmul.record(r, t, x) for r, x in zip(recorded, xs, strict=True))
@@ -541,7 +566,7 @@ class Decoder(keras.layers.Layer):
                 outputs = outputs + inputs
         params = self.attention_layer.parameters(self.compute_dtype)
         context, weights = self.attention_layer.attend(
-            outputs, memory, memory_mask, tuple(keys), params
+            outputs, memory, memory_mask, tuple(keys), params, training=training
         )
         h_tilde = self.attention_layer.attentional_hidden(context, outputs, params)  # (N, units)
         h_tilde = self._drop("output", h_tilde, training)
@@ -565,6 +590,8 @@ class Decoder(keras.layers.Layer):
                 "hidden_dropout": self.hidden_dropout,
                 "output_dropout": self.output_dropout,
                 "word_dropout": self.word_dropout,
+                "attention_dropout": self.attention_dropout,
+                "attention_lr_scale": self.attention_lr_scale,
                 "input_feeding": self.input_feeding,
                 "dropout": self.dropout,
                 "residual": self.residual,

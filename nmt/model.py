@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from nmt.config import DROPOUT_KEYS, ModelConfig
+from nmt.config import DROPOUT_KEYS, ModelConfig, attention_lr_scale_error
 from nmt.constants import EOS_ID, PAD_ID
 from nmt.decoder import BRIDGES, Decoder
 from nmt.encoder import MERGES, Encoder
@@ -39,6 +39,9 @@ class Seq2Seq(keras.Model):
         attention: str. "dot", "general", "concat" or "bahdanau".
         attention_scale: str. "none", "sqrt" or "normed" (see
             `nmt.layers.attention.Attention`).
+        attention_dropout: float. Dropout on the attention weights in training.
+        attention_lr_scale: float. k of the score weights W = k V: k times Adam's step on W
+            (see `Attention`).
         input_feeding: bool. Feed h~_{t-1} into the decoder's first layer.
         dropout: float. Base dropout rate (embeddings, between layers, h~).
         embedding_dropout, hidden_dropout, output_dropout: float or None. Per-site rates
@@ -83,6 +86,8 @@ class Seq2Seq(keras.Model):
         output_dropout: float | None = None,
         memory_dropout: float = 0.0,
         word_dropout: float = 0.0,
+        attention_dropout: float = 0.0,
+        attention_lr_scale: float = 1.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -102,6 +107,8 @@ class Seq2Seq(keras.Model):
         self.output_dropout = output_dropout
         self.memory_dropout = memory_dropout
         self.word_dropout = word_dropout
+        self.attention_dropout = attention_dropout
+        self.attention_lr_scale = attention_lr_scale
         self.input_feeding = input_feeding
         self.dropout = dropout
         self.residual = residual
@@ -143,6 +150,8 @@ class Seq2Seq(keras.Model):
             hidden_dropout=hidden_dropout,
             output_dropout=output_dropout,
             word_dropout=word_dropout,
+            attention_dropout=attention_dropout,
+            attention_lr_scale=attention_lr_scale,
             input_feeding=input_feeding,
             dropout=dropout,
             residual=residual,
@@ -181,6 +190,9 @@ class Seq2Seq(keras.Model):
                 f"model.attention_scale {self.attention_scale!r} applies to dot and general "
                 f"attention, not {self.attention!r}; use none"
             )
+        lr_scale_error = attention_lr_scale_error(self.attention, self.attention_lr_scale)
+        if lr_scale_error:
+            raise ConfigError(lr_scale_error)
         for key in DROPOUT_KEYS:
             value = getattr(self, key.split(".")[1])
             if value is not None and not 0.0 <= value < 1.0:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import keras
 import tensorflow as tf
 from keras import ops
@@ -60,11 +62,32 @@ class Attention(keras.layers.Layer):
     for concat, h_s W_2 for bahdanau; nothing for dot) is computed once per sequence by
     `prepare(memory)`, so that a decoder step costs one (B, S, .) contraction per score.
 
+    Two remedies against the collapse of the learned scores, both off by default (and then
+    adding no op and no variable):
+
+      - `dropout` (config `model.attention_dropout`): in training, inverted dropout on the
+        weights a_t(s) after the masked softmax and before the context sum (2), as
+        `keras.layers.Dropout` applies it: each weight is zeroed with probability `dropout`, the
+        others divided by 1 - `dropout`, and the row is not renormalised. The mask is drawn by
+        `weight_noise` and passed to `attend` as `noise` (the decoder's input-feeding loop draws
+        the masks of all steps before the loop). `attend` returns the weights before dropout.
+      - `lr_scale` k (config `model.attention_lr_scale`): the score weights (W_a of general,
+        W_a and v_a of concat, W_1, W_2 and v_a of bahdanau; not W_c, nor the normed gain g)
+        are stored as V and used as W = k V, with V initialised to W_init / k. Neither the
+        function of W nor the initial W (the same random draws) depends on k. The gradient on
+        V is k times that on W, so an optimizer that normalises the gradient per entry (Adam,
+        AdamW) moves W by up to k times its learning rate per update, and SGD k^2 times as far.
+        Under `train.clip_norm` those gradients count k times in the global norm. The
+        checkpoint stores V: a model must be loaded with the k it was trained with (its
+        config.yaml records it). k = 1 is exactly the layer without it.
+
     Args:
         score: str. One of "dot", "general", "concat", "bahdanau".
         units: int or None. Width A of the additive scores (concat, bahdanau); defaults to the
             query width. Ignored by dot and general.
         scale: str. "none" (default), "sqrt" or "normed" (the last two for dot and general).
+        dropout: float in [0, 1). Dropout rate on the attention weights in training.
+        lr_scale: float > 0. k of the reparameterised score weights W = k V (not for dot).
 
     Call arguments:
         query: float `(B, D_q)` for one target step or `(B, T, D_q)` for all steps at once.
@@ -72,12 +95,19 @@ class Attention(keras.layers.Layer):
         memory_mask: bool `(B, S)`, True at real (non-padding) source positions; None for
             no mask.
         keys: tuple from `prepare(memory)`, or None to compute it here.
+        training: bool. Apply `dropout` to the weights used for the context.
     Returns `(context, weights)`: `(B, D_m)` and `(B, S)` float32 for a rank-2 query,
     `(B, T, D_m)` and `(B, T, S)` float32 for a rank-3 query.
     """
 
     def __init__(
-        self, score: str = "general", units: int | None = None, scale: str = "none", **kwargs
+        self,
+        score: str = "general",
+        units: int | None = None,
+        scale: str = "none",
+        dropout: float = 0.0,
+        lr_scale: float = 1.0,
+        **kwargs,
     ):
         super().__init__(**kwargs)
         if score not in SCORES:
@@ -86,9 +116,20 @@ class Attention(keras.layers.Layer):
             raise ValueError(f"attention scale must be one of {', '.join(SCALES)}, got {scale!r}")
         if scale in ("sqrt", "normed") and score not in _MULTIPLICATIVE:
             raise ValueError(f"attention scale {scale!r} applies to dot and general, not {score!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"attention dropout must be in [0, 1), got {dropout!r}")
+        if not (math.isfinite(lr_scale) and lr_scale > 0):
+            raise ValueError(f"attention lr_scale must be a positive number, got {lr_scale!r}")
+        if lr_scale != 1.0 and score == "dot":
+            raise ValueError("attention lr_scale applies to learned scores; dot has no weights")
         self.score = score
         self.units = units
         self.scale = scale
+        self.dropout = float(dropout)
+        self.lr_scale = float(lr_scale)
+        # Only a nonzero rate creates the seed state, so that models without attention dropout
+        # keep their variables (and checkpoint layout) as before the key existed.
+        self.seed_generator = keras.random.SeedGenerator() if dropout > 0 else None
 
     @property
     def score_scale(self) -> float:
@@ -105,24 +146,15 @@ class Attention(keras.layers.Layer):
                 f"dot attention needs query width == memory width, got {query_dim} and {memory_dim}"
             )
         if self.score == "general":
-            self.memory_kernel = self.add_weight(
-                name="memory_kernel", shape=(memory_dim, query_dim), initializer=init
-            )
+            self.memory_kernel = self._score_variable("memory_kernel", (memory_dim, query_dim))
         elif self.score == "concat":
-            self.score_kernel = self.add_weight(
-                name="score_kernel", shape=(query_dim + memory_dim, attention_dim), initializer=init
-            )
+            shape = (query_dim + memory_dim, attention_dim)
+            self.score_kernel = self._score_variable("score_kernel", shape)
         elif self.score == "bahdanau":
-            self.query_kernel = self.add_weight(
-                name="query_kernel", shape=(query_dim, attention_dim), initializer=init
-            )
-            self.memory_kernel = self.add_weight(
-                name="memory_kernel", shape=(memory_dim, attention_dim), initializer=init
-            )
+            self.query_kernel = self._score_variable("query_kernel", (query_dim, attention_dim))
+            self.memory_kernel = self._score_variable("memory_kernel", (memory_dim, attention_dim))
         if self.score in ("concat", "bahdanau"):
-            self.score_vector = self.add_weight(
-                name="score_vector", shape=(attention_dim,), initializer=init
-            )
+            self.score_vector = self._score_variable("score_vector", (attention_dim,))
         if self.scale == "normed":
             self.score_gain = self.add_weight(
                 name="score_gain",
@@ -133,6 +165,12 @@ class Attention(keras.layers.Layer):
             name="output_kernel", shape=(memory_dim + query_dim, query_dim), initializer=init
         )
         self.built = True
+
+    def _score_variable(self, name, shape):
+        """The variable V of a score weight W = k V, initialised to W_init / k (Glorot)."""
+        return self.add_weight(
+            name=name, shape=shape, initializer=_divided("glorot_uniform", self.lr_scale)
+        )
 
     # === Precomputation ===
 
@@ -147,18 +185,19 @@ class Attention(keras.layers.Layer):
         if self.scale == "normed":
             keys = memory
             if self.score == "general":
-                keys = ops.matmul(memory, ops.cast(self.memory_kernel, dtype))  # (B, S, D_q)
+                kernel = self._score_weight(self.memory_kernel, dtype)  # (D_m, D_q)
+                keys = ops.matmul(memory, kernel)  # (B, S, D_q)
             return (_unit(keys),)  # (B, S, D_q)
         if self.score == "dot":
             return () if scale == 1.0 else (memory * ops.cast(scale, dtype),)  # (B, S, D_m)
         if self.score == "general":
-            kernel = ops.cast(self.memory_kernel, dtype)  # (D_m, D_q)
+            kernel = self._score_weight(self.memory_kernel, dtype)  # (D_m, D_q)
             if scale != 1.0:
                 kernel = kernel * ops.cast(scale, dtype)
         elif self.score == "concat":
-            kernel = ops.cast(self.score_kernel, dtype)[self.query_dim :]  # (D_m, A)
+            kernel = self._score_weight(self.score_kernel, dtype)[self.query_dim :]  # (D_m, A)
         else:
-            kernel = ops.cast(self.memory_kernel, dtype)  # (D_m, A)
+            kernel = self._score_weight(self.memory_kernel, dtype)  # (D_m, A)
         return (ops.matmul(memory, kernel),)  # (B, S, D_q or A)
 
     def parameters(self, dtype):
@@ -167,12 +206,25 @@ class Attention(keras.layers.Layer):
         if self.scale == "normed":
             params["score_gain"] = ops.cast(self.score_gain, dtype)
         if self.score == "concat":
-            params["query_kernel"] = ops.cast(self.score_kernel, dtype)[: self.query_dim]
+            params["query_kernel"] = self._score_weight(self.score_kernel, dtype)[: self.query_dim]
         elif self.score == "bahdanau":
-            params["query_kernel"] = ops.cast(self.query_kernel, dtype)
+            params["query_kernel"] = self._score_weight(self.query_kernel, dtype)
         if self.score in ("concat", "bahdanau"):
-            params["score_vector"] = ops.cast(self.score_vector, dtype)
+            params["score_vector"] = self._score_weight(self.score_vector, dtype)
         return params
+
+    def _score_weight(self, variable, dtype):
+        """A score weight W = k V in `dtype` from its variable V (no multiply at k = 1)."""
+        weight = ops.cast(variable, dtype)
+        return weight if self.lr_scale == 1.0 else weight * ops.cast(self.lr_scale, dtype)
+
+    def weight_noise(self, shape, training):
+        """The attention-dropout mask for weights of `shape` ((B, [T,] S), or time-major for
+        the decoder's loop): float32, 0 or 1 / (1 - rate); None at inference or rate 0."""
+        if not training or self.seed_generator is None:
+            return None
+        ones = ops.ones(shape, "float32")
+        return keras.random.dropout(ones, self.dropout, seed=self.seed_generator)
 
     # === Attention ===
 
@@ -193,15 +245,23 @@ class Attention(keras.layers.Layer):
             hidden = ops.tanh(keys[0][:, None, :, :] + projected[:, :, None, :])  # (B, T, S, A)
         return ops.einsum("...a,a->...", hidden, params["score_vector"])  # (B, [T,] S)
 
-    def attend(self, query, memory, mask, keys, params):
-        """Masked softmax and context; `(context, weights float32)` (see the class docstring)."""
+    def attend(self, query, memory, mask, keys, params, noise=None, training=False):
+        """Masked softmax and context; `(context, weights float32)` (see the class docstring).
+
+        Attention dropout: `noise` (from `weight_noise`, the weights' shape) multiplies the
+        weights that make the context; without it, `training` draws it here. The weights
+        returned are those before dropout.
+        """
         single = len(query.shape) == 2
         scores = ops.cast(self.scores(query, memory, keys, params), "float32")  # (B, [T,] S)
         if mask is not None:
             mask = mask if single else mask[:, None, :]  # (B, [1,] S)
             scores = ops.where(mask, scores, _MASKED_SCORE)
         weights = tf.nn.softmax(scores, axis=-1)  # (B, [T,] S)
-        cast_weights = ops.cast(weights, memory.dtype)
+        if noise is None:
+            noise = self.weight_noise(ops.shape(weights), training)
+        kept = weights if noise is None else weights * noise  # (B, [T,] S) attention dropout
+        cast_weights = ops.cast(kept, memory.dtype)
         if single:
             context = ops.einsum("bs,bsd->bd", cast_weights, memory)  # (B, D_m)
         else:
@@ -213,16 +273,37 @@ class Attention(keras.layers.Layer):
         joined = ops.concatenate([context, query], axis=-1)  # (B, [T,] D_m + D_q)
         return ops.tanh(ops.matmul(joined, params["output_kernel"]))  # (B, [T,] D_q)
 
-    def call(self, query, memory, memory_mask=None, keys=None):
+    def call(self, query, memory, memory_mask=None, keys=None, training=False):
         if keys is None:
             keys = self.prepare(memory)
         params = self.parameters(query.dtype)
-        return self.attend(query, memory, memory_mask, keys, params)
+        return self.attend(query, memory, memory_mask, keys, params, training=training)
 
     def get_config(self):
         config = super().get_config()
-        config.update({"score": self.score, "units": self.units, "scale": self.scale})
+        config.update(
+            {
+                "score": self.score,
+                "units": self.units,
+                "scale": self.scale,
+                "dropout": self.dropout,
+                "lr_scale": self.lr_scale,
+            }
+        )
         return config
+
+
+def _divided(initializer, k: float):
+    """`initializer` divided by k (the initializer itself at k = 1). A new initializer each
+    call, as `add_weight` makes one from a name, so the draws are those of k = 1."""
+    if k == 1.0:
+        return initializer
+    base = keras.initializers.get(initializer)
+
+    def init(shape, dtype=None):
+        return base(shape, dtype=dtype) / k
+
+    return init
 
 
 def _unit(x):

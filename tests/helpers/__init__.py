@@ -1,6 +1,7 @@
 """Helpers shared by test modules (test modules never import each other): tiny corpora and
 configs (corpus), tiny model directories and exports (export, checkpoints), the memorised
-model (memorised), an in-process server (serve), Keras layer checks (layer_checks)."""
+model (memorised), an in-process server (serve), Keras layer checks (layer_checks), a tiny
+random Seq2Seq with batches and its step-by-step reference (seq2seq)."""
 
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from nmt import averaging, checkpoint_files, modeldir
 from nmt import checkpoints as ckpt
@@ -156,6 +157,22 @@ def test_checkpoint_of_another_model_shape_is_refused(model_dir, tmp_path):
     save_config(config, copy / "config.yaml")
     with pytest.raises(CheckpointError, match="ckpt-3"):
         ckpt.load_model(copy, "last")
+
+
+def test_config_yaml_from_before_the_attention_remedies_loads_the_same_model(model_dir, tmp_path):
+    """A config.yaml without model.attention_dropout and model.attention_lr_scale (written
+    before they existed) loads with both off, restores every weight, gives the same logits."""
+    directory, saved = model_dir
+    copy = _copy(directory, tmp_path)
+    values = yaml.safe_load((copy / "config.yaml").read_text())
+    assert values["model"].pop("attention_dropout") == 0.0
+    assert values["model"].pop("attention_lr_scale") == 1.0
+    (copy / "config.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
+    old, new = ckpt.load_model(copy, "last"), ckpt.load_model(directory, "last")
+    assert old.config == new.config
+    _assert_weights(old.model, saved[3])
+    source, target_in = np.array([[5, 6, 7, 2]], "int32"), np.array([[1, 5, 6]], "int32")
+    np.testing.assert_array_equal(old.model((source, target_in)), new.model((source, target_in)))
 
 
 def test_average_checkpoints_is_the_mean(model_dir, tmp_path):

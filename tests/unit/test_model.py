@@ -9,56 +9,10 @@ import pytest
 import tensorflow as tf
 
 from nmt.config import ModelConfig
-from nmt.constants import BOS_ID, EOS_ID, PAD_ID
+from nmt.constants import PAD_ID
 from nmt.errors import ConfigError
 from nmt.model import Seq2Seq, sequence_loss
-
-V_SRC, V_TGT = 20, 23
-TINY = dict(embedding_dim=8, units=16, encoder_layers=1, decoder_layers=1, dropout=0.0)
-
-
-def make_model(seed=0, source_vocab_size=V_SRC, target_vocab_size=V_TGT, **overrides):
-    kwargs = {**TINY, **overrides}
-    model = Seq2Seq(source_vocab_size, target_vocab_size, **kwargs)
-    model.build()
-    randomize(model, seed)
-    return model
-
-
-def randomize(model, seed):
-    """Random weights everywhere (biases too), so no gate or state can hide behind zeros."""
-    rng = np.random.default_rng(seed)
-    for variable in model.trainable_variables:
-        variable.assign(rng.normal(scale=0.5, size=variable.shape).astype("float32"))
-
-
-def batch(seed=0, source_lengths=(6, 3, 1), target_lengths=(5, 2, 4), vocab=(V_SRC, V_TGT)):
-    """Padded ((source, target_in), target_out) like nmt.data: source ends with EOS."""
-    rng = np.random.default_rng(seed)
-    n, s, t = len(source_lengths), max(source_lengths), max(target_lengths)
-    source = np.zeros((n, s), "int32")
-    target_in = np.zeros((n, t), "int32")
-    target_out = np.zeros((n, t), "int32")
-    for i, (ls, lt) in enumerate(zip(source_lengths, target_lengths, strict=True)):
-        source[i, : ls - 1] = rng.integers(4, vocab[0], ls - 1)
-        source[i, ls - 1] = EOS_ID
-        pieces = rng.integers(4, vocab[1], lt - 1)
-        target_in[i, :lt] = [BOS_ID, *pieces]
-        target_out[i, :lt] = [*pieces, EOS_ID]
-    return source, target_in, target_out
-
-
-def stepwise_logits(model, source, target_in, training=False):
-    """The slow reference: encode once, then model.step() for every teacher-forced token."""
-    memory, mask, state = model.encode(source, training=training)
-    bundle = model.prepare_memory(memory, mask)
-    logits = []
-    for t in range(target_in.shape[1]):
-        step_logits, state, attention = model.step(target_in[:, t], state, bundle, training)
-        assert attention.shape == mask.shape
-        logits.append(step_logits)
-    return tf.stack(logits, axis=1)  # (B, T, V)
-
+from tests.helpers.seq2seq import TINY, V_SRC, V_TGT, batch, make_model, stepwise_logits
 
 # Every attention score, every bridge, input feeding on/off, uni / bi concat / bi sum encoders,
 # 1 and 3 layers: each value appears with input feeding both on and off.
@@ -225,12 +179,18 @@ def test_every_weight_gets_a_gradient():
         assert grad is not None and float(tf.reduce_sum(tf.abs(grad))) > 0, variable.path
 
 
+@pytest.mark.parametrize("attention_dropout", [0.0, 0.3])
 @pytest.mark.parametrize("input_feeding", [True, False])
-def test_gradients_with_active_dropout_match_finite_differences(input_feeding):
+def test_gradients_with_active_dropout_match_finite_differences(input_feeding, attention_dropout):
     """With dropout masks held fixed (seed states restored), the gradient of call(training=True)
     along random directions equals the central difference of the loss."""
     model = make_model(
-        seed=3, dropout=0.3, input_feeding=input_feeding, encoder_layers=2, decoder_layers=2
+        seed=3,
+        dropout=0.3,
+        attention_dropout=attention_dropout,
+        input_feeding=input_feeding,
+        encoder_layers=2,
+        decoder_layers=2,
     )
     source, target_in, target_out = batch(seed=3)
     seeds = [v.numpy() for v in model.non_trainable_variables]  # the dropout seed states
@@ -296,6 +256,7 @@ SITES = dict(
     output_dropout=0.3,
     memory_dropout=0.2,
     word_dropout=0.4,
+    attention_dropout=0.3,
 )
 
 
@@ -352,9 +313,11 @@ def test_each_site_drops_at_its_rate(site, rate):
         "output_dropout": {("decoder", "output")},
         "memory_dropout": {("encoder", "memory")},
         "word_dropout": set(),
+        "attention_dropout": set(),  # the attention layer's own (tests/unit/test_attention.py)
     }[site]
     assert {key for key, value in applied.items() if value} == sites
     assert all(applied[key] == rate for key in sites)
+    assert model.decoder.attention_layer.dropout == (rate if site == "attention_dropout" else 0)
     if site == "word_dropout":
         ids = np.full((200, 30), 5, "int32")
         embedded = model.decoder._embed(ids, training=True).numpy()  # (200, 30, E)
