@@ -4,8 +4,11 @@ model (memorised), an in-process server (serve), Keras layer checks (layer_check
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -21,3 +24,14 @@ def load_script(name: str, module_name: str | None = None) -> ModuleType:
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
     return module
+
+
+@contextlib.contextmanager
+def umask(mask: int) -> Iterator[int]:
+    """Run the block under the process umask `mask`; yields the mode an ordinary mkdir then
+    gives (0o777 & ~mask), and restores the previous umask."""
+    previous = os.umask(mask)
+    try:
+        yield 0o777 & ~mask
+    finally:
+        os.umask(previous)
