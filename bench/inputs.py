@@ -6,11 +6,11 @@ from __future__ import annotations
 import os
 import shutil
 import statistics
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bench.common import PEER_INFER_BATCH, BenchError
+from nmt import fileio
 
 
 def build_length_inputs(
@@ -146,7 +146,7 @@ def limited_model_dir(model_dir: Path, dest: Path, max_length: int, min_length: 
     except (yaml.YAMLError, ConfigError) as e:
         raise BenchError(f"{config}: {e}") from None
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
+    tmp = fileio.make_temp_dir(dest.parent, f".{dest.name}.")  # the umask's permissions
     try:
         for entry in sorted(model_dir.iterdir()):
             if entry.name != "config.yaml":
@@ -157,7 +157,6 @@ def limited_model_dir(model_dir: Path, dest: Path, max_length: int, min_length: 
             f"min_length {min_length}\n" + yaml.safe_dump(values, sort_keys=False),
             encoding="utf-8",
         )
-        tmp.chmod(0o755)
         if dest.is_symlink() or dest.is_file():
             dest.unlink()
         elif dest.exists():

@@ -4,14 +4,13 @@ and number formats."""
 from __future__ import annotations
 
 import math
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
 from bench.common import BenchError
+from nmt import fileio
 
 BEGIN = "<!-- benchmark.py:begin -->"
 END = "<!-- benchmark.py:end -->"
@@ -82,30 +81,11 @@ def merge_block(old_block: str, head: str, new_sections: dict[int, str]) -> str:
 
 
 def write_atomic(path: Path, data: str | bytes) -> Path:
-    """Write `data` to a temporary file beside `path`, then rename it over `path`."""
+    """`nmt.fileio.write_atomic` (a temporary file beside `path`, fsynced, renamed over it)
+    after creating `path`'s directory; a failure raises nmt's DataError naming `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    mode = "wb" if isinstance(data, bytes) else "w"
-    kwargs = {} if isinstance(data, bytes) else {"encoding": "utf-8", "newline": ""}
-    with tempfile.NamedTemporaryFile(
-        mode, dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False, **kwargs
-    ) as f:
-        tmp = Path(f.name)
-        try:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        except BaseException:
-            f.close()
-            tmp.unlink(missing_ok=True)
-            raise
-    try:
-        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return fileio.write_atomic(path, data, fsync=True)
 
 
 def update_markdown(path: Path, head: str, sections: dict[int, str]) -> None:

@@ -83,12 +83,12 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.common import DEFAULT_DATA, DEFAULT_WORKDIR, SCRIPTS
+from bench.markdown import write_atomic
 from bench.proc import child_env, wait_timed
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -311,45 +311,14 @@ def peer_vocab_tokens(spm_model: Path) -> list[str]:
 def write_peer_vocab(spm_model: Path, out: Path) -> Path:
     """Write `peer_vocab_tokens(spm_model)` to `out`, one per line (atomically)."""
     tokens = peer_vocab_tokens(spm_model)
-    return _write_text_atomic(out, "".join(token + "\n" for token in tokens))
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _write_text_atomic(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False
-    ) as f:
-        f.write(text)
-        tmp = Path(f.name)
-    tmp.chmod(0o666 & ~_umask())  # NamedTemporaryFile creates 0600
-    tmp.replace(path)
-    return path
+    return write_atomic(out, "".join(token + "\n" for token in tokens))
 
 
 def _write_lines_atomic(path: Path, lines: Iterable[str]) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    count = 0
-    with tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False
-    ) as f:
-        tmp = Path(f.name)
-        try:
-            for line in lines:
-                f.write(line + "\n")
-                count += 1
-        except BaseException:
-            f.close()
-            tmp.unlink(missing_ok=True)
-            raise
-    tmp.chmod(0o666 & ~_umask())
-    tmp.replace(path)
-    return count
+    """Write `lines` (each ended by "\\n") to `path` atomically; returns how many."""
+    text = [line + "\n" for line in lines]
+    write_atomic(path, "".join(text))
+    return len(text)
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -447,7 +416,7 @@ def prepare_peer_data(multi30k: Path, pair: str, spm_model: Path, workdir: Path)
                 f"{raw[split, tgt_lang]} has {counts[split, tgt_lang]}"
             )
     write_peer_vocab(spm_model, vocab)
-    _write_text_atomic(manifest, json.dumps(wanted, indent=1) + "\n")
+    write_atomic(manifest, json.dumps(wanted, indent=1) + "\n")
     return data
 
 
@@ -544,7 +513,7 @@ def write_peer_config(
         report_every=report_every,
     )
     path = Path(model_dir) / filename
-    return _write_text_atomic(path, yaml.safe_dump(config, sort_keys=False))
+    return write_atomic(path, yaml.safe_dump(config, sort_keys=False))
 
 
 # --------------------------------------------------------------------------------------------

@@ -546,3 +546,7 @@ def average_command(model_dir, last_n, output):
 
     prefix = average_checkpoints(model_dir, last_n, output)
     click.echo(f"averaged the last {last_n} checkpoints -> {prefix}")
+
+
+if __name__ == "__main__":  # `python -m nmt.cli`, the same as `python -m nmt`
+    cli(prog_name="nmt")

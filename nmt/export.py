@@ -53,13 +53,12 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from nmt import constants
 from nmt.errors import NmtError
-from nmt.fileio import check_output_dir
+from nmt.fileio import check_output_dir, make_temp_dir
 from nmt.version import __version__
 
 EXTRA_DIR = "assets.extra"
@@ -452,11 +451,12 @@ def export_loaded(
     target_proto = loaded.vocab.target_proto
 
     base.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{number}-", dir=base))
+    tmp = make_temp_dir(base, f"{_TMP_PREFIX}{number}-")
     old = None
     try:
         staged = tmp / "model"
         try:
+            staged.mkdir()  # the version directory: the umask's permissions, not TensorFlow's 0755
             functions = build_serving_functions(
                 loaded.model,
                 source_proto,

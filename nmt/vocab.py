@@ -24,7 +24,6 @@ import io
 import random
 import re
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Optional, Union
@@ -45,7 +44,14 @@ from nmt.constants import (
     UNK_PIECE,
 )
 from nmt.errors import CheckpointError, DataError, NmtError
-from nmt.fileio import LineSource, check_input, check_output_dir, reason, write_atomic
+from nmt.fileio import (
+    LineSource,
+    check_input,
+    check_output_dir,
+    make_temp_dir,
+    reason,
+    write_atomic,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import tensorflow_text
@@ -482,7 +488,7 @@ def train_vocab(
 def _write_models(protos: dict[str, bytes], output_dir: Path) -> None:
     """Write each model and its .vocab into a staging dir, then move them all into place."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=output_dir, prefix=".vocab-"))
+    staging = make_temp_dir(output_dir, ".vocab-")
     try:
         for name, proto in protos.items():
             (staging / name).write_bytes(proto)

@@ -4,8 +4,9 @@ issue's targets checked from the measured figures. No TensorFlow here."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from nmt.fileio import write_atomic
 
 STATUS = {"ok": "ok", "failed": "FAILED", "timeout": "TIMED OUT", "skipped": "skipped"}
 
@@ -34,15 +35,9 @@ def targets(report: dict) -> list[dict]:
     return out
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(text, encoding="utf-8")
-    os.replace(temp, path)
-
-
 def write_report(out: Path, report: dict) -> None:
-    _write_atomic(out / "report.json", json.dumps(report, indent=1, default=str) + "\n")
-    _write_atomic(out / "report.md", markdown(report))
+    write_atomic(out / "report.json", json.dumps(report, indent=1, default=str) + "\n", fsync=True)
+    write_atomic(out / "report.md", markdown(report), fsync=True)
 
 
 def _env_lines(env: dict) -> list[str]:

@@ -108,7 +108,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 def start_server(export_dir: str, extra: list[str]) -> tuple[subprocess.Popen, str]:
     nmt = Path(sys.executable).parent / "nmt"
-    command = [str(nmt)] if nmt.exists() else [sys.executable, "-m", "nmt.cli"]
+    command = [str(nmt)] if nmt.exists() else [sys.executable, "-m", "nmt"]
     command += ["serve", "--export-dir", export_dir, "--port", "0", "--quiet", *extra]
     command += ["--host", "127.0.0.1"]  # last, so that it wins
     proc = subprocess.Popen(

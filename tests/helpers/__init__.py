@@ -5,8 +5,11 @@ random Seq2Seq with batches and its step-by-step reference (seq2seq)."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -22,3 +25,14 @@ def load_script(name: str, module_name: str | None = None) -> ModuleType:
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
     return module
+
+
+@contextlib.contextmanager
+def umask(mask: int) -> Iterator[int]:
+    """Run the block under the process umask `mask`; yields the mode an ordinary mkdir then
+    gives (0o777 & ~mask), and restores the previous umask."""
+    previous = os.umask(mask)
+    try:
+        yield 0o777 & ~mask
+    finally:
+        os.umask(previous)

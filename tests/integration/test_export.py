@@ -25,6 +25,7 @@ from nmt.constants import (
     VERSION_FILE,
 )
 from nmt.errors import NmtError
+from tests.helpers import umask
 from tests.helpers.export import (
     BEAM,
     INPUTS,
@@ -314,6 +315,18 @@ def test_separate_vocabularies_and_greedy_export(tmp_path, loaded_export):
     assert texts == [h[0].text for h in expected]
     assert scores == pytest.approx([h[0].score for h in expected], abs=1e-5)
     assert run_text(loaded_export, INPUTS) == before
+
+
+def test_the_version_directory_follows_the_umask(tiny, tmp_path):
+    from nmt.export import export_model
+
+    with umask(0o002) as mode:
+        path = export_model(tiny.model_dir, tmp_path / "export")
+    # not mkdtemp's owner-only 0o700, nor the 0o755 TensorFlow makes directories with
+    assert (path.stat().st_mode & 0o777) == mode == 0o775
+    assert (path / "assets.extra").stat().st_mode & 0o777 == 0o775
+    assert (path / "saved_model.pb").stat().st_mode & 0o777 == 0o664
+    assert sorted(p.name for p in path.parent.iterdir()) == ["1"]
 
 
 # === Refusals and atomicity ===

@@ -501,7 +501,7 @@ def test_server_refuses_bad_export_dirs(tiny, tmp_path):
 
 def _start_cli_server(export_base: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     nmt = Path(sys.executable).parent / "nmt"
-    command = [str(nmt)] if nmt.exists() else [sys.executable, "-m", "nmt.cli"]
+    command = [str(nmt)] if nmt.exists() else [sys.executable, "-m", "nmt"]
     proc = subprocess.Popen(
         command + ["serve", "--export-dir", str(export_base), "--port", "0", "--quiet", *extra],
         stdout=subprocess.PIPE,

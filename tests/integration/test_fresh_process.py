@@ -1,5 +1,6 @@
 """What only a fresh Python process shows: `nmt --help` and every command's help import no
-TensorFlow, and TensorFlow's errors at import get through nmt's log filter."""
+TensorFlow, `python -m nmt` and `python -m nmt.cli` run the command, and TensorFlow's errors
+at import get through nmt's log filter."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from nmt.cli import cli
+from nmt.version import __version__
 from tests.helpers.noise import NOISE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,6 +37,13 @@ def test_every_command_help_is_tensorflow_free():
         "assert codes == [0] * len(names), codes; assert 'tensorflow' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("module", ["nmt", "nmt.cli"])
+def test_python_dash_m_runs_the_command(module, nmt_env):
+    done = subprocess.run([sys.executable, "-m", module, "--version"], env=nmt_env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"nmt, version {__version__}\n", "")
 
 
 FAKE_TENSORFLOW = """\

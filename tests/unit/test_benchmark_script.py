@@ -14,7 +14,9 @@ import pytest
 
 from bench import common, inputs, logs, plan
 from bench import markdown as md
-from tests.helpers import load_script
+from nmt import fileio
+from nmt.errors import DataError
+from tests.helpers import load_script, umask
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -95,8 +97,8 @@ def test_write_atomic_keeps_the_old_file_when_the_rename_fails(tmp_path, monkeyp
     def fail(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(md.os, "replace", fail)
-    with pytest.raises(OSError, match="disk full"):
+    monkeypatch.setattr(fileio.os, "replace", fail)  # nmt.fileio.write_atomic does the work
+    with pytest.raises(DataError, match=r"out\.md: cannot write \(disk full\); it is unchanged"):
         md.write_atomic(path, "new\n")
     assert path.read_text(encoding="utf-8") == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["out.md"]
@@ -336,6 +338,13 @@ def test_limited_model_dir_sets_an_absolute_limit_on_the_same_checkpoints(tmp_pa
     assert read_config(again).decode.min_length == 7
     assert (model / "checkpoints" / "ckpt-5.index").exists()  # links removed, not targets
     assert [p.name for p in view.parent.iterdir()] == ["model_max50"]  # no temporary left
+
+
+def test_limited_model_dir_follows_the_umask(tmp_path):
+    model = _model_dir(tmp_path / "model")
+    with umask(0o002) as mode:
+        view = inputs.limited_model_dir(model, tmp_path / "view", 50)
+    assert view.stat().st_mode & 0o777 == mode == 0o775
 
 
 def test_limited_model_dir_rejects_a_bad_limit_or_directory(tmp_path):

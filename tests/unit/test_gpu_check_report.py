@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from tests.helpers import load_script
 
 report_module = load_script("gpu_check_report")
@@ -51,3 +53,12 @@ def test_targets_not_measured_and_partial_markdown():
     assert "finished (not yet)" in text and "| n/a | not measured |" in text
     assert "**decode**: TIMED OUT in 75 s (limit 75 s)" in text and "tracing the search" in text
     assert "| mixed_float16 | nmt (cuDNN) | 1.00 | 1,000 | 1.00x | 1.0e-07 |" in text
+
+
+def test_write_report_replaces_both_files_whole(tmp_path):
+    report = _report(1.0, 1.0)
+    (tmp_path / "report.md").write_text("an earlier run\n", encoding="utf-8")
+    report_module.write_report(tmp_path, report)
+    assert json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))["budget_s"] == 450
+    assert (tmp_path / "report.md").read_text(encoding="utf-8") == report_module.markdown(report)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json", "report.md"]

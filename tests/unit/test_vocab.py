@@ -25,6 +25,7 @@ from nmt.constants import (
 from nmt.demo_data import generate_pairs
 from nmt.errors import CheckpointError, DataError
 from nmt.vocab import Vocab, train_vocab
+from tests.helpers import umask
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "tiny_joint.model"
 SMALL = VocabConfig(size=120, seed=3)
@@ -114,6 +115,16 @@ def test_separate_vocabularies_use_their_own_side(corpus, tmp_path):
     assert vocab.encode_target(de[:5]) == reference.encode(de[:5])
     loaded = Vocab.load(tmp_path)
     assert (loaded.source_proto, loaded.target_proto) == (vocab.source_proto, vocab.target_proto)
+
+
+def test_the_vocabulary_directory_and_files_follow_the_umask(corpus, tmp_path):
+    src, tgt, _, _ = corpus
+    out = tmp_path / "new" / "vocab"
+    with umask(0o002) as mode:
+        train_vocab(SMALL, [src], [tgt], out)
+    assert (out.stat().st_mode & 0o777) == mode == 0o775  # not mkdtemp's owner-only 0o700
+    assert sorted(p.name for p in out.iterdir()) == [JOINT_SPM, "joint.vocab"]  # no staging
+    assert {p.stat().st_mode & 0o777 for p in out.iterdir()} == {0o664}
 
 
 def test_gzip_input_gives_the_same_model(corpus, tmp_path):
