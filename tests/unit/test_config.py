@@ -97,3 +97,24 @@ def test_multi30k_en_fr_is_the_en_de_recipe_with_other_files():
     }
     assert differ == {"train_target", "dev_target"}
     assert fr.data.train_target.endswith("train.fr") and de.data.dev_target.endswith("val.de")
+
+
+def test_multi30k_2h_is_the_en_de_recipe_with_more_dropout_and_time():
+    import dataclasses
+
+    short, long = (
+        cfg.load_config(CONFIGS / n) for n in ("multi30k_en_de.yaml", "multi30k_en_de_2h.yaml")
+    )
+    assert short.data == long.data and short.vocab == long.vocab and short.decode == long.decode
+    model = {
+        f.name
+        for f in dataclasses.fields(short.model)
+        if getattr(short.model, f.name) != getattr(long.model, f.name)
+    }
+    train = {
+        f.name
+        for f in dataclasses.fields(short.train)
+        if getattr(short.train, f.name) != getattr(long.train, f.name)
+    }
+    assert (model, train) == ({"dropout"}, {"max_minutes"})
+    assert (long.model.dropout, long.train.max_minutes) == (0.3, 120)
