@@ -104,6 +104,9 @@ class TrainConfig:
     min_learning_rate: float = 0.0
     clip_norm: float = 5.0  # gradient clipping by global norm; 0 disables
     label_smoothing: float = 0.1
+    # weight of the doubly stochastic attention penalty (nmt.layers.attention.coverage_penalty):
+    # every source position should receive its even share of the attention; 0 disables
+    coverage_loss: float = 0.0
     max_steps: int = 10_000
     max_minutes: Optional[float] = None  # stop after this much wall time (per `nmt train` run)
     checkpoint_every: int = 500
@@ -192,6 +195,10 @@ class Config:
             value = _get(self, key)
             if value is not None and not 0.0 <= value < 1.0:
                 raise ConfigError(f"{key} must be in [0, 1), got {value}")
+        if self.train.coverage_loss < 0:
+            raise ConfigError(
+                f"train.coverage_loss must be >= 0 (0: off), got {self.train.coverage_loss}"
+            )
         if self.train.learning_rate <= 0:
             raise ConfigError(
                 f"train.learning_rate must be positive, got {self.train.learning_rate}"

@@ -494,7 +494,7 @@ class Decoder(keras.layers.Layer):
                 offsets, masks, weight_masks, hs, cs, feed
             )
             if return_attention:
-                kept = (kept[0].write(t, tf.stop_gradient(weights)),)  # (B, S) at t
+                kept = (kept[0].write(t, weights),)  # (B, S) at t; train.coverage_loss's gradient
             recorded = tuple(LoopMatmul.record(r, t, x) for r, x in zip(recorded, xs, strict=True))
             outputs_ta = outputs_ta.write(t, h_tilde)
             return (t + 1, new_hs, new_cs, h_tilde, outputs_ta, kept, recorded)

@@ -361,3 +361,33 @@ def attention_health(weights, memory_mask, target_mask, final: int = 2):
         ops.sum(peak),
         ops.sum(real),
     )
+
+
+def coverage_penalty(weights, memory_mask, target_mask):
+    """The doubly stochastic attention penalty (Xu et al., 2015, eq. 14), summed over a batch.
+
+    Each target word spends one unit of attention, so a sentence of T_b target words hands out
+    T_b units over its S_b source positions. The penalty asks every real source position to
+    receive its even share of them:
+
+        penalty = sum_b sum_{s real} (sum_{t real} a_t(s) - T_b / S_b)^2
+
+    It is 0 when every position gets T_b / S_b (a uniform spread, and about so for a
+    one-to-one alignment) and about T_b^2 when every target word looks at one position, the
+    collapse of Luong `general` attention onto "." and EOS (BENCHMARKS.md, section 6). Used as a
+    training loss term (`train.coverage_loss` times this, divided by the target tokens), it
+    acts on the collapse itself, whichever position carries the sentence summary.
+
+    Args:
+        weights: `(B, T, S)` attention weights.
+        memory_mask: bool `(B, S)`, True at real source positions.
+        target_mask: bool `(B, T)`, True at real target positions.
+    Returns a float32 scalar.
+    """
+    weights = ops.cast(weights, "float32")  # (B, T, S)
+    real_target = ops.cast(target_mask, "float32")  # (B, T)
+    real_source = ops.cast(memory_mask, "float32")  # (B, S)
+    received = ops.sum(weights * real_target[:, :, None], axis=1)  # (B, S)
+    share = ops.sum(real_target, axis=-1) / ops.maximum(ops.sum(real_source, axis=-1), 1.0)  # (B,)
+    gap = (received - share[:, None]) * real_source  # (B, S)
+    return ops.sum(gap * gap)

@@ -128,9 +128,11 @@ class Trainer:
             objects.update(self._data_objects)
         return tf.train.Checkpoint(**objects)
 
-    def _make_train_step(self):  # ~70 lines: its closures share the model's objects
+    def _make_train_step(self):  # ~80 lines: its closures share the model's objects
         import tensorflow as tf
 
+        from nmt.constants import PAD_ID
+        from nmt.layers.attention import coverage_penalty
         from nmt.model import sequence_loss
 
         model, optimizer, state = self.model, self.optimizer, self.state
@@ -138,11 +140,22 @@ class Trainer:
         loss_scaling = self.loss_scaling
         variables = model.trainable_variables
 
+        coverage = train_cfg.coverage_loss
+
         def forward_backward(source, target_in, target_out, total_tokens):
             with tf.GradientTape() as tape:
-                logits = model((source, target_in), training=True)  # (B, T, V)
+                if coverage:
+                    logits, weights = model(
+                        (source, target_in), training=True, return_attention=True
+                    )
+                else:
+                    logits = model((source, target_in), training=True)  # (B, T, V)
                 loss_sum, _ = sequence_loss(target_out, logits, train_cfg.label_smoothing)
-                loss = loss_sum / total_tokens
+                objective = loss_sum  # the logged loss stays the cross-entropy
+                if coverage:
+                    penalty = coverage_penalty(weights, source != PAD_ID, target_out != PAD_ID)
+                    objective = loss_sum + coverage * penalty
+                loss = objective / total_tokens
                 if loss_scaling:
                     loss = optimizer.scale_loss(loss)
             grads = tape.gradient(loss, variables)

@@ -39,6 +39,10 @@ def test_unknown_section_suggests(tmp_path):
         ("data:\n  train_source: a.txt\n", "must be given together"),
         ("decode:\n  beam_size: 2\n  n_best: 3\n", "cannot exceed"),
         ("decode:\n  min_length: -2\n", "decode.min_length must be >= 0, got -2"),
+        (
+            "train:\n  coverage_loss: -0.5\n",
+            r"train.coverage_loss must be >= 0 \(0: off\), got -0.5",
+        ),
         ("model: [1, 2]\n", "section 'model' must be a mapping"),
         ("model:\n  units: [\n", "line"),
     ],
