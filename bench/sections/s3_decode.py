@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -14,7 +15,6 @@ from bench.common import (
     PEER_INFER_BATCH,
     PEER_NAME,
     SECTION_TITLES,
-    BenchError,
 )
 from bench.inputs import (
     finish_decode_row,
@@ -37,10 +37,16 @@ def head_file(ctx: Benchmark, source: Path, lines: int, dest: Path) -> Path:
     return write_atomic(dest, text)
 
 
-def run(ctx: Benchmark) -> dict:
-    from nmt.evaluation import score
+# The same-size model once more over a vocabulary shortlist (`nmt shortlist`, then
+# `nmt translate --shortlist`): the default sizes, and a smaller one (BENCHMARKS section 4).
+SHORTLISTS = {
+    f"{NMT_A}, shortlist k=10 N=100": ["--shortlist"],
+    f"{NMT_A}, shortlist k=5 N=50": ["--shortlist-top-k", "5", "--shortlist-frequent", "50"],
+}
 
-    plan, root = ctx.plan, ctx.workdir / "s3"
+
+def _section2_models(ctx: Benchmark) -> dict:
+    """Section 2's results, training its models first when they are missing."""
     s2 = ctx.results.get("2")
     need_train = not s2 or not Path(s2["systems"][0]["model_dir"]).exists()
     if not need_train and not ctx.args.skip_peer:
@@ -50,19 +56,37 @@ def run(ctx: Benchmark) -> dict:
     if need_train:
         ctx.log("section 3 needs the section 2 models: training them first")
         s2 = ctx.section2_train()
-    root.mkdir(parents=True, exist_ok=True)
+    return s2
+
+
+def _sources(ctx: Benchmark, root: Path) -> dict:
+    """The full and head source files (ours and, with the peer, its pieces) and references."""
+    plan = ctx.plan
     test_src = ctx.corpus("test2016", ctx.src_lang)
-    test_ref = ctx.corpus("test2016", ctx.tgt_lang)
     n_file = sum(1 for _ in open(test_src, encoding="utf-8"))
     n_full = min(plan.test_lines or n_file, n_file)
-    full_src = test_src
+    files = {"n_full": n_full, "full": test_src}
     if n_full < n_file:
-        full_src = head_file(ctx, test_src, n_full, root / f"test_{n_full}.{ctx.src_lang}")
-    head_src = head_file(ctx, test_src, plan.head_lines, root / f"head.{ctx.src_lang}")
-    ref_lines = test_ref.read_text(encoding="utf-8").splitlines()[:n_full]
-    model = ctx.args.model
-    if not (model / "config.yaml").exists():
-        raise BenchError(f"{model}: not a model directory (give --model)")
+        files["full"] = head_file(ctx, test_src, n_full, root / f"test_{n_full}.{ctx.src_lang}")
+    files["head"] = head_file(ctx, test_src, plan.head_lines, root / f"head.{ctx.src_lang}")
+    test_ref = ctx.corpus("test2016", ctx.tgt_lang)
+    files["refs"] = test_ref.read_text(encoding="utf-8").splitlines()[:n_full]
+    if not ctx.args.skip_peer:
+        ctx.ensure_peer()
+        files["peer_full"] = ctx.peer_data.test_src
+        if n_full < n_file:
+            files["peer_full"] = head_file(ctx, files["peer_full"], n_full, root / "test.pieces")
+        files["peer_head"] = head_file(
+            ctx, ctx.peer_data.test_src, plan.head_lines, root / "head.pieces"
+        )
+    return files
+
+
+def _limited_model(ctx: Benchmark, s2: dict, root: Path, full_src: Path) -> tuple[Path, int]:
+    """The section-2 model limited to the decode lengths, its shortlist learned, and the
+    batch_tokens that give about the peer's decoding batch."""
+    from nmt.vocab import Vocab
+
     max_length, min_length = ctx.args.decode_max_length, ctx.args.decode_min_length
     small_dir = Path(s2["systems"][0]["model_dir"])
     limited = limited_model_dir(
@@ -75,62 +99,93 @@ def run(ctx: Benchmark) -> dict:
         f"{limited}: {small_dir} with decode.max_length_a {max_length}, max_length_b 0, "
         f"min_length {min_length}"
     )
-    from nmt.config import load_config
-    from nmt.vocab import Vocab
-
+    if not (limited / "shortlist.npz").exists():
+        ctx.run([*nmt_cli(), "shortlist", "--model", limited], "s3_shortlist")
     sp = Vocab.load(small_dir).processor("source")
     with open(full_src, encoding="utf-8") as f:
         matched = matched_decode_batch_tokens([len(sp.encode(line.rstrip("\n"))) for line in f])
-    own_batch_tokens = load_config(limited / "config.yaml").decode.batch_tokens
-    systems = [(NMT_A, limited, "last", None), (NMT_A_MATCHED, limited, "last", matched)]
+    return limited, matched
+
+
+def _systems(ctx: Benchmark, s2: dict, limited: Path, matched: int) -> list[dict]:
+    """What section 3 decodes with: name, model directory, checkpoint (None: the peer),
+    batch_tokens and extra `nmt translate` arguments."""
+    systems = [
+        dict(name=NMT_A, model_dir=limited, checkpoint="last"),
+        dict(name=NMT_A_MATCHED, model_dir=limited, checkpoint="last", batch_tokens=matched),
+        *[
+            dict(name=name, model_dir=limited, checkpoint="last", extra=extra)
+            for name, extra in SHORTLISTS.items()
+        ],
+    ]
     if not ctx.args.skip_peer:
-        ctx.ensure_peer()
         peer_dir = Path(s2["systems"][2]["model_dir"])
-        systems.append((PEER_NAME, peer_dir, None, None))
-        peer_full = ctx.peer_data.test_src
-        if n_full < n_file:
-            peer_full = head_file(ctx, peer_full, n_full, root / f"test_{n_full}.pieces")
-        peer_head = head_file(ctx, ctx.peer_data.test_src, plan.head_lines, root / "head.pieces")
-    systems.append((f"nmt recommended ({model.name})", model, "best", None))
-    rows = []
-    for beam in plan.beams:
-        for name, model_dir, checkpoint, batch_tokens in systems:
-            row: dict[str, Any] = {"system": name, "beam": beam}
-            tag = re.sub(r"\W+", "_", f"{name.split(' ')[0]}_{model_dir.name}")
-            if batch_tokens:
-                tag += f"_bt{batch_tokens}"
-            for part in ("full", "head"):
-                out = root / f"{tag}_beam{beam}_{part}.txt"
-                if checkpoint is None:
-                    pieces_src = peer_full if part == "full" else peer_head
-                    run = peer_decode(ctx, model_dir, pieces_src, out, beam, max_length, min_length)
-                else:
-                    src = full_src if part == "full" else head_src
-                    run = nmt_decode(ctx, model_dir, checkpoint, src, out, beam, batch_tokens)
-                hyp = out.read_text(encoding="utf-8").splitlines()
-                what = f"beam {beam}, {part} ({len(hyp)} lines)"
-                ctx.record(3, name, what, run["wall"], run["cpu"], run["peak_rss"])
-                row[part] = {k: run[k] for k in ("wall", "cpu", "peak_rss")}
-                row[f"{part}_lines"] = len(hyp)
-                if part == "full":
-                    row.update(
-                        pieces=run["pieces"],
-                        bleu=score(hyp, ref_lines[: len(hyp)]).score,
-                        command=run["command"],
-                        batch=run["batch"],
-                        limit=run["limit"],
-                    )
-            rows.append(finish_decode_row(row, plan.head_lines))
+        systems.append(dict(name=PEER_NAME, model_dir=peer_dir, checkpoint=None))
+    model = ctx.args.model
+    if model and (model / "config.yaml").exists():
+        systems.append(
+            dict(name=f"nmt recommended ({model.name})", model_dir=model, checkpoint="best")
+        )
+    elif model:
+        ctx.log(f"{model}: not a model directory; the recommended model's rows are left out")
+    return systems
+
+
+def _decode_row(ctx: Benchmark, system: dict, beam: int, files: dict, root: Path) -> dict:
+    """One system at one beam: the full file and its head, timed, the full output scored."""
+    from nmt.evaluation import score
+
+    name, model_dir, checkpoint = system["name"], system["model_dir"], system["checkpoint"]
+    batch_tokens, extra = system.get("batch_tokens"), system.get("extra", [])
+    row: dict[str, Any] = {"system": name, "beam": beam}
+    tag = re.sub(r"\W+", "_", f"{name.split(' ')[0]}_{model_dir.name}")
+    if batch_tokens:
+        tag += f"_bt{batch_tokens}"
+    if extra:
+        tag += "_" + re.sub(r"\W+", "_", "".join(extra))
+    max_length, min_length = ctx.args.decode_max_length, ctx.args.decode_min_length
+    for part in ("full", "head"):
+        out = root / f"{tag}_beam{beam}_{part}.txt"
+        if checkpoint is None:
+            src = files[f"peer_{part}"]
+            run = peer_decode(ctx, model_dir, src, out, beam, max_length, min_length)
+        else:
+            run = nmt_decode(
+                ctx, model_dir, checkpoint, files[part], out, beam, batch_tokens, extra
+            )
+        hyp = out.read_text(encoding="utf-8").splitlines()
+        ctx.record(3, name, f"beam {beam}, {part} ({len(hyp)} lines)", run["wall"], run["cpu"],
+                   run["peak_rss"])  # fmt: skip
+        row[part] = {k: run[k] for k in ("wall", "cpu", "peak_rss")}
+        row[f"{part}_lines"] = len(hyp)
+        if part == "full":
+            row.update(bleu=score(hyp, files["refs"][: len(hyp)]).score, pieces=run["pieces"])
+            row.update({k: run[k] for k in ("command", "batch", "limit")})
+    return finish_decode_row(row, ctx.plan.head_lines)
+
+
+def run(ctx: Benchmark) -> dict:
+    from nmt.config import load_config
+
+    root = ctx.workdir / "s3"
+    s2 = _section2_models(ctx)
+    root.mkdir(parents=True, exist_ok=True)
+    files = _sources(ctx, root)
+    limited, matched = _limited_model(ctx, s2, root, files["full"])
+    systems = _systems(ctx, s2, limited, matched)
+    rows = [
+        _decode_row(ctx, system, beam, files, root) for beam in ctx.plan.beams for system in systems
+    ]
     out = {
         "rows": rows,
-        "lines": n_full,
-        "head_lines": plan.head_lines,
+        "lines": files["n_full"],
+        "head_lines": ctx.plan.head_lines,
         "steps": s2["systems"][0]["steps"],
-        "max_length": max_length,
-        "min_length": min_length,
-        "batch_tokens": own_batch_tokens,
+        "max_length": ctx.args.decode_max_length,
+        "min_length": ctx.args.decode_min_length,
+        "batch_tokens": load_config(limited / "config.yaml").decode.batch_tokens,
         "limited_model_dir": str(limited),
-        "small_model_dir": str(small_dir),
+        "small_model_dir": str(Path(s2["systems"][0]["model_dir"])),
         "processes": [p for p in ctx.procs if p["section"] == 3],
     }
     ctx.results["3"] = out
@@ -146,15 +201,17 @@ def nmt_decode(
     out: Path,
     beam: int,
     batch_tokens: Optional[int] = None,
+    extra: Sequence[str] = (),
 ):
-    """`nmt translate` end to end (`--batch-tokens` when given, else the model's config);
-    output pieces by re-encoding our detokenized output."""
+    """`nmt translate` end to end (`--batch-tokens` when given, else the model's config; `extra`
+    arguments such as `--shortlist`); output pieces by re-encoding our detokenized output."""
     from nmt.config import load_config
 
     command = [*nmt_cli(), "translate", src, "--model", model_dir, "--checkpoint", checkpoint]
     command += ["--beam", str(beam), "-o", out, "--quiet"]
     if batch_tokens:
         command += ["--batch-tokens", str(batch_tokens)]
+    command += list(extra)
     proc = ctx.run(command, f"s3_{out.stem}")
     sp = spm_processor(target_spm(model_dir))
     # SentencePiece decode + encode round-trips up to rare non-canonical segmentations.
