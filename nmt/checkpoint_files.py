@@ -19,11 +19,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 from nmt import constants, faults
 from nmt.errors import CheckpointError
+from nmt.fileio import make_temp_dir
 from nmt.modeldir import (
     BEST_DIR,
     CHECKPOINT_PREFIX,
@@ -92,7 +92,7 @@ def write_checkpoint(checkpoint, directory: PathLike, step: int) -> Path:
     staging = None
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=directory, prefix=_STAGING_PREFIX))
+        staging = make_temp_dir(directory, _STAGING_PREFIX, private=True)
         _ = checkpoint.save_counter  # created on restore, so always written (see restore)
         faults.fire(faults.CHECKPOINT_WRITE, directory=directory, step=int(step))
         checkpoint.write(str(staging / name))

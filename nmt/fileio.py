@@ -358,10 +358,15 @@ def _umask() -> int:
     return mask
 
 
-def make_temp_dir(parent: PathLike, prefix: str) -> Path:
-    """mkdtemp with the permissions of an ordinary mkdir (mkdtemp makes it owner-only)."""
+def make_temp_dir(parent: PathLike | None, prefix: str, *, private: bool = False) -> Path:
+    """mkdtemp with the permissions of an ordinary mkdir (mkdtemp makes it owner-only).
+
+    `parent` None: the system's temporary directory. `private`: keep mkdtemp's owner-only
+    mode (scratch space whose files are moved out or thrown away).
+    """
     path = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
-    os.chmod(path, 0o777 & ~_umask())
+    if not private:
+        os.chmod(path, 0o777 & ~_umask())
     return path
 
 

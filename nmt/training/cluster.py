@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 from nmt.errors import ConfigError, NmtError
+from nmt.fileio import make_temp_dir
 
 
 @dataclass
@@ -86,7 +86,7 @@ def chief_temp_dir(cluster: Cluster, directory: Path) -> tuple[Path, Optional[Pa
     """Where this task writes checkpoints: DIR for the chief, a temporary dir for workers."""
     if cluster.is_chief:
         return directory, None
-    temp = Path(tempfile.mkdtemp(prefix=f"nmt-worker-{cluster.task.replace(':', '-')}-"))
+    temp = make_temp_dir(None, f"nmt-worker-{cluster.task.replace(':', '-')}-", private=True)
     return temp, temp
 
 

@@ -72,6 +72,18 @@ def test_open_output_failure_keeps_the_file_and_leaves_no_temporary(tmp_path):
     assert out.read_text() == "old\n" and sorted(os.listdir(tmp_path)) == ["out.txt"]
 
 
+def test_make_temp_dir_has_mkdir_permissions_unless_private(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        shared = fileio.make_temp_dir(tmp_path, ".shared-")
+        private = fileio.make_temp_dir(tmp_path, ".private-", private=True)
+    finally:
+        os.umask(mask)
+    assert shared.parent == tmp_path and shared.name.startswith(".shared-")
+    assert shared.stat().st_mode & 0o777 == 0o755
+    assert private.stat().st_mode & 0o777 == 0o700
+
+
 def test_second_lock_names_the_holder_and_release_removes_the_file(tmp_path):
     with model_dir_lock(tmp_path, "nmt train") as path:
         assert path.read_text() == f"{os.getpid()} nmt train\n"
