@@ -162,87 +162,8 @@ class Config:
 
     def validate(self) -> Config:
         """Check values that types alone cannot; raises ConfigError naming the key."""
-        positive = {
-            "data.max_length": self.data.max_length,
-            "data.batch_tokens": self.data.batch_tokens,
-            "data.bucket_width": self.data.bucket_width,
-            "vocab.size": self.vocab.size,
-            "model.embedding_dim": self.model.embedding_dim,
-            "model.units": self.model.units,
-            "model.encoder_layers": self.model.encoder_layers,
-            "model.decoder_layers": self.model.decoder_layers,
-            "train.max_steps": self.train.max_steps,
-            "train.checkpoint_every": self.train.checkpoint_every,
-            "train.keep_checkpoints": self.train.keep_checkpoints,
-            "train.eval_every": self.train.eval_every,
-            "train.log_every": self.train.log_every,
-            "decode.beam_size": self.decode.beam_size,
-            "decode.batch_tokens": self.decode.batch_tokens,
-            "decode.n_best": self.decode.n_best,
-            "decode.max_source_length": self.decode.max_source_length,
-            "decode.shortlist_top_k": self.decode.shortlist_top_k,
-        }
-        for key, value in positive.items():
-            if value <= 0:
-                raise ConfigError(f"{key} must be positive, got {value}")
-        if self.vocab.input_sentence_size < 0:
-            raise ConfigError("vocab.input_sentence_size must be 0 (all) or positive")
-        if self.vocab.size < 8:
-            raise ConfigError(f"vocab.size must be at least 8, got {self.vocab.size}")
-        if not 0.0 < self.vocab.character_coverage <= 1.0:
-            raise ConfigError("vocab.character_coverage must be in (0, 1]")
-        for key in (*DROPOUT_KEYS, "train.label_smoothing"):
-            value = _get(self, key)
-            if value is not None and not 0.0 <= value < 1.0:
-                raise ConfigError(f"{key} must be in [0, 1), got {value}")
-        if self.train.coverage_loss < 0:
-            raise ConfigError(
-                f"train.coverage_loss must be >= 0 (0: off), got {self.train.coverage_loss}"
-            )
-        if self.train.learning_rate <= 0:
-            raise ConfigError(
-                f"train.learning_rate must be positive, got {self.train.learning_rate}"
-            )
-        if self.decode.shortlist_frequent < 0:
-            raise ConfigError(
-                f"decode.shortlist_frequent must be >= 0, got {self.decode.shortlist_frequent}"
-            )
-        if self.decode.sampling_topk < 0:
-            topk = self.decode.sampling_topk
-            raise ConfigError(f"decode.sampling_topk must be >= 0 (0: every word), got {topk}")
-        if self.decode.sampling_temperature <= 0:
-            raise ConfigError(
-                "decode.sampling_temperature must be positive, got "
-                f"{self.decode.sampling_temperature}"
-            )
-        if self.decode.min_length < 0:
-            raise ConfigError(f"decode.min_length must be >= 0, got {self.decode.min_length}")
-        if self.decode.n_best > self.decode.beam_size:
-            raise ConfigError(
-                f"decode.n_best ({self.decode.n_best}) cannot exceed "
-                f"decode.beam_size ({self.decode.beam_size})"
-            )
-        if self.model.attention_scale != "none" and self.model.attention not in ("dot", "general"):
-            raise ConfigError(
-                f"model.attention_scale {self.model.attention_scale!r} applies to dot and "
-                f"general attention, not model.attention {self.model.attention!r}; use none"
-            )
-        lr_scale_error = attention_lr_scale_error(
-            self.model.attention, self.model.attention_lr_scale
-        )
-        if lr_scale_error:
-            raise ConfigError(lr_scale_error)
-        if self.model.share_embeddings and not self.vocab.joint:
-            raise ConfigError("model.share_embeddings needs vocab.joint: true")
-        if (
-            self.model.bidirectional
-            and self.model.bidirectional_merge == "concat"
-            and self.model.units % 2
-        ):
-            raise ConfigError("model.units must be even for a bidirectional concat encoder")
-        for a, b in (("train_source", "train_target"), ("dev_source", "dev_target")):
-            if (getattr(self.data, a) is None) != (getattr(self.data, b) is None):
-                raise ConfigError(f"data.{a} and data.{b} must be given together")
+        for check in _CHECKS:  # in this order: the first problem found is the one raised
+            check(self)
         return self
 
 
@@ -264,6 +185,117 @@ def attention_lr_scale_error(attention: str, lr_scale: float) -> Optional[str]:
             "has none of; use 1"
         )
     return None
+
+
+# === Validation (Config.validate) ===
+
+_POSITIVE = (
+    "data.max_length",
+    "data.batch_tokens",
+    "data.bucket_width",
+    "vocab.size",
+    "model.embedding_dim",
+    "model.units",
+    "model.encoder_layers",
+    "model.decoder_layers",
+    "train.max_steps",
+    "train.checkpoint_every",
+    "train.keep_checkpoints",
+    "train.eval_every",
+    "train.log_every",
+    "decode.beam_size",
+    "decode.batch_tokens",
+    "decode.n_best",
+    "decode.max_source_length",
+    "decode.shortlist_top_k",
+)
+
+
+def _check_positive(config: Config) -> None:
+    for key in _POSITIVE:
+        value = _get(config, key)
+        if value <= 0:
+            raise ConfigError(f"{key} must be positive, got {value}")
+
+
+def _check_vocab(config: Config) -> None:
+    vocab = config.vocab
+    if vocab.input_sentence_size < 0:
+        raise ConfigError("vocab.input_sentence_size must be 0 (all) or positive")
+    if vocab.size < 8:
+        raise ConfigError(f"vocab.size must be at least 8, got {vocab.size}")
+    if not 0.0 < vocab.character_coverage <= 1.0:
+        raise ConfigError("vocab.character_coverage must be in (0, 1]")
+
+
+def _check_rates(config: Config) -> None:
+    """The dropout rates and train.label_smoothing: in [0, 1)."""
+    for key in (*DROPOUT_KEYS, "train.label_smoothing"):
+        value = _get(config, key)
+        if value is not None and not 0.0 <= value < 1.0:
+            raise ConfigError(f"{key} must be in [0, 1), got {value}")
+
+
+def _check_train(config: Config) -> None:
+    train = config.train
+    if train.coverage_loss < 0:
+        raise ConfigError(f"train.coverage_loss must be >= 0 (0: off), got {train.coverage_loss}")
+    if train.learning_rate <= 0:
+        raise ConfigError(f"train.learning_rate must be positive, got {train.learning_rate}")
+
+
+def _check_decode(config: Config) -> None:
+    decode = config.decode
+    if decode.shortlist_frequent < 0:
+        raise ConfigError(
+            f"decode.shortlist_frequent must be >= 0, got {decode.shortlist_frequent}"
+        )
+    if decode.sampling_topk < 0:
+        topk = decode.sampling_topk
+        raise ConfigError(f"decode.sampling_topk must be >= 0 (0: every word), got {topk}")
+    if decode.sampling_temperature <= 0:
+        raise ConfigError(
+            f"decode.sampling_temperature must be positive, got {decode.sampling_temperature}"
+        )
+    if decode.min_length < 0:
+        raise ConfigError(f"decode.min_length must be >= 0, got {decode.min_length}")
+    if decode.n_best > decode.beam_size:
+        raise ConfigError(
+            f"decode.n_best ({decode.n_best}) cannot exceed decode.beam_size ({decode.beam_size})"
+        )
+
+
+def _check_model(config: Config) -> None:
+    model = config.model
+    if model.attention_scale != "none" and model.attention not in ("dot", "general"):
+        raise ConfigError(
+            f"model.attention_scale {model.attention_scale!r} applies to dot and "
+            f"general attention, not model.attention {model.attention!r}; use none"
+        )
+    lr_scale_error = attention_lr_scale_error(model.attention, model.attention_lr_scale)
+    if lr_scale_error:
+        raise ConfigError(lr_scale_error)
+    if model.share_embeddings and not config.vocab.joint:
+        raise ConfigError("model.share_embeddings needs vocab.joint: true")
+    if model.bidirectional and model.bidirectional_merge == "concat" and model.units % 2:
+        raise ConfigError("model.units must be even for a bidirectional concat encoder")
+
+
+def _check_data(config: Config) -> None:
+    for a, b in (("train_source", "train_target"), ("dev_source", "dev_target")):
+        if (getattr(config.data, a) is None) != (getattr(config.data, b) is None):
+            raise ConfigError(f"data.{a} and data.{b} must be given together")
+
+
+_CHECKS = (
+    _check_positive,
+    _check_vocab,
+    _check_rates,
+    _check_train,
+    _check_decode,
+    _check_model,
+    _check_data,
+)
 
 
 def _get(config: Config, dotted: str) -> Any:
