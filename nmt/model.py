@@ -116,50 +116,51 @@ class Seq2Seq(keras.Model):
         self.tie_output_embeddings = tie_output_embeddings
         self.share_embeddings = share_embeddings
         self._validate()
+        self._make_layers()
 
-        # === Layers ===
+    def _make_layers(self) -> None:
+        """The encoder and the decoder (and the embedding they share, if shared)."""
         shared = None
-        if share_embeddings:
+        if self.share_embeddings:
             shared = keras.layers.Embedding(
-                source_vocab_size, embedding_dim, dtype=self.dtype_policy, name="shared_embedding"
+                self.source_vocab_size,
+                self.embedding_dim,
+                dtype=self.dtype_policy,
+                name="shared_embedding",
             )
+        common = {  # what both sides take alike
+            "embedding_dim": self.embedding_dim,
+            "units": self.units,
+            "dropout": self.dropout,
+            "residual": self.residual,
+            "embedding": shared,
+            "embedding_dropout": self.embedding_dropout,
+            "hidden_dropout": self.hidden_dropout,
+            "dtype": self.dtype_policy,
+        }
         self.encoder = Encoder(
-            source_vocab_size,
-            embedding_dim=embedding_dim,
-            units=units,
-            num_layers=encoder_layers,
-            bidirectional=bidirectional,
-            bidirectional_merge=bidirectional_merge,
-            dropout=dropout,
-            residual=residual,
-            embedding=shared,
-            embedding_dropout=embedding_dropout,
-            hidden_dropout=hidden_dropout,
-            memory_dropout=memory_dropout,
-            dtype=self.dtype_policy,
+            self.source_vocab_size,
+            num_layers=self.encoder_layers,
+            bidirectional=self.bidirectional,
+            bidirectional_merge=self.bidirectional_merge,
+            memory_dropout=self.memory_dropout,
             name="encoder",
+            **common,
         )
         self.decoder = Decoder(
-            target_vocab_size,
-            embedding_dim=embedding_dim,
-            units=units,
-            num_layers=decoder_layers,
-            attention=attention,
-            attention_scale=attention_scale,
-            embedding_dropout=embedding_dropout,
-            hidden_dropout=hidden_dropout,
-            output_dropout=output_dropout,
-            word_dropout=word_dropout,
-            attention_dropout=attention_dropout,
-            attention_lr_scale=attention_lr_scale,
-            input_feeding=input_feeding,
-            dropout=dropout,
-            residual=residual,
-            bridge=bridge,
-            tie_output_embeddings=tie_output_embeddings,
-            embedding=shared,
-            dtype=self.dtype_policy,
+            self.target_vocab_size,
+            num_layers=self.decoder_layers,
+            attention=self.attention,
+            attention_scale=self.attention_scale,
+            output_dropout=self.output_dropout,
+            word_dropout=self.word_dropout,
+            attention_dropout=self.attention_dropout,
+            attention_lr_scale=self.attention_lr_scale,
+            input_feeding=self.input_feeding,
+            bridge=self.bridge,
+            tie_output_embeddings=self.tie_output_embeddings,
             name="decoder",
+            **common,
         )
 
     def _validate(self) -> None:
