@@ -173,6 +173,30 @@ DROPOUT_KEYS = tuple(
 )
 
 
+def rate_error(key: str, value: Optional[float]) -> Optional[str]:
+    """Why `key` (a dropout rate or train.label_smoothing) cannot be `value`, or None."""
+    if value is not None and not 0.0 <= value < 1.0:
+        return f"{key} must be in [0, 1), got {value}"
+    return None
+
+
+def attention_scale_error(
+    attention: str, scale: str, *, name_attention: bool = True
+) -> Optional[str]:
+    """Why `model.attention_scale` cannot be `scale` with `attention`, or None.
+
+    `name_attention` False: the message gives the attention's value without its key (as the
+    model's constructor says it).
+    """
+    if scale == "none" or attention in ("dot", "general"):
+        return None
+    other = f"model.attention {attention!r}" if name_attention else repr(attention)
+    return (
+        f"model.attention_scale {scale!r} applies to dot and general attention, not {other}; "
+        "use none"
+    )
+
+
 def attention_lr_scale_error(attention: str, lr_scale: float) -> Optional[str]:
     """Why `model.attention_lr_scale` cannot be `lr_scale` with `attention`, or None."""
     if isinstance(lr_scale, bool) or not isinstance(lr_scale, (int, float)):
@@ -231,9 +255,9 @@ def _check_vocab(config: Config) -> None:
 def _check_rates(config: Config) -> None:
     """The dropout rates and train.label_smoothing: in [0, 1)."""
     for key in (*DROPOUT_KEYS, "train.label_smoothing"):
-        value = _get(config, key)
-        if value is not None and not 0.0 <= value < 1.0:
-            raise ConfigError(f"{key} must be in [0, 1), got {value}")
+        problem = rate_error(key, _get(config, key))
+        if problem:
+            raise ConfigError(problem)
 
 
 def _check_train(config: Config) -> None:
@@ -267,14 +291,11 @@ def _check_decode(config: Config) -> None:
 
 def _check_model(config: Config) -> None:
     model = config.model
-    if model.attention_scale != "none" and model.attention not in ("dot", "general"):
-        raise ConfigError(
-            f"model.attention_scale {model.attention_scale!r} applies to dot and "
-            f"general attention, not model.attention {model.attention!r}; use none"
-        )
-    lr_scale_error = attention_lr_scale_error(model.attention, model.attention_lr_scale)
-    if lr_scale_error:
-        raise ConfigError(lr_scale_error)
+    problem = attention_scale_error(model.attention, model.attention_scale) or (
+        attention_lr_scale_error(model.attention, model.attention_lr_scale)
+    )
+    if problem:
+        raise ConfigError(problem)
     if model.share_embeddings and not config.vocab.joint:
         raise ConfigError("model.share_embeddings needs vocab.joint: true")
     if model.bidirectional and model.bidirectional_merge == "concat" and model.units % 2:

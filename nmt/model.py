@@ -8,12 +8,29 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from nmt.config import DROPOUT_KEYS, ModelConfig, attention_lr_scale_error
+from nmt.config import (
+    DROPOUT_KEYS,
+    ModelConfig,
+    attention_lr_scale_error,
+    attention_scale_error,
+    rate_error,
+)
 from nmt.constants import EOS_ID, PAD_ID
 from nmt.decoder import BRIDGES, Decoder
 from nmt.encoder import MERGES, Encoder
 from nmt.errors import ConfigError
 from nmt.layers.attention import SCALES, SCORES
+
+# The constructor arguments handed on under the same name: to both sides, the encoder, the
+# decoder. (encoder_layers and decoder_layers are their num_layers.)
+_SHARED_SETTINGS = (
+    "embedding_dim", "units", "dropout", "residual", "embedding_dropout", "hidden_dropout",
+)  # fmt: skip
+_ENCODER_SETTINGS = ("bidirectional", "bidirectional_merge", "memory_dropout")
+_DECODER_SETTINGS = (
+    "attention", "attention_scale", "output_dropout", "word_dropout", "attention_dropout",
+    "attention_lr_scale", "input_feeding", "bridge", "tie_output_embeddings",
+)  # fmt: skip
 
 
 @keras.saving.register_keras_serializable(package="nmt")
@@ -128,39 +145,21 @@ class Seq2Seq(keras.Model):
                 dtype=self.dtype_policy,
                 name="shared_embedding",
             )
-        common = {  # what both sides take alike
-            "embedding_dim": self.embedding_dim,
-            "units": self.units,
-            "dropout": self.dropout,
-            "residual": self.residual,
-            "embedding": shared,
-            "embedding_dropout": self.embedding_dropout,
-            "hidden_dropout": self.hidden_dropout,
-            "dtype": self.dtype_policy,
-        }
+        common = {key: getattr(self, key) for key in _SHARED_SETTINGS}
+        common.update(embedding=shared, dtype=self.dtype_policy)
         self.encoder = Encoder(
             self.source_vocab_size,
             num_layers=self.encoder_layers,
-            bidirectional=self.bidirectional,
-            bidirectional_merge=self.bidirectional_merge,
-            memory_dropout=self.memory_dropout,
             name="encoder",
             **common,
+            **{key: getattr(self, key) for key in _ENCODER_SETTINGS},
         )
         self.decoder = Decoder(
             self.target_vocab_size,
             num_layers=self.decoder_layers,
-            attention=self.attention,
-            attention_scale=self.attention_scale,
-            output_dropout=self.output_dropout,
-            word_dropout=self.word_dropout,
-            attention_dropout=self.attention_dropout,
-            attention_lr_scale=self.attention_lr_scale,
-            input_feeding=self.input_feeding,
-            bridge=self.bridge,
-            tie_output_embeddings=self.tie_output_embeddings,
             name="decoder",
             **common,
+            **{key: getattr(self, key) for key in _DECODER_SETTINGS},
         )
 
     def _validate(self) -> None:
@@ -186,18 +185,13 @@ class Seq2Seq(keras.Model):
                 raise ConfigError(
                     f"model.{key}: {getattr(self, key)!r} is not one of: {', '.join(allowed)}"
                 )
-        if self.attention_scale in ("sqrt", "normed") and self.attention not in ("dot", "general"):
-            raise ConfigError(
-                f"model.attention_scale {self.attention_scale!r} applies to dot and general "
-                f"attention, not {self.attention!r}; use none"
-            )
-        lr_scale_error = attention_lr_scale_error(self.attention, self.attention_lr_scale)
-        if lr_scale_error:
-            raise ConfigError(lr_scale_error)
+        problem = attention_scale_error(
+            self.attention, self.attention_scale, name_attention=False
+        ) or attention_lr_scale_error(self.attention, self.attention_lr_scale)
         for key in DROPOUT_KEYS:
-            value = getattr(self, key.split(".")[1])
-            if value is not None and not 0.0 <= value < 1.0:
-                raise ConfigError(f"{key} must be in [0, 1), got {value}")
+            problem = problem or rate_error(key, getattr(self, key.split(".")[1]))
+        if problem:
+            raise ConfigError(problem)
         if self.bidirectional and self.bidirectional_merge == "concat" and self.units % 2:
             raise ConfigError(
                 f"model.units must be even for a bidirectional concat encoder, got {self.units}"

@@ -461,6 +461,27 @@ def test_bad_settings_raise_config_error(kwargs, message):
         Seq2Seq(V_SRC, V_TGT, **{**TINY, **kwargs})
 
 
+def test_attention_scale_message_names_the_attention_value():
+    with pytest.raises(ConfigError) as raised:
+        Seq2Seq(V_SRC, V_TGT, **{**TINY, "attention": "concat", "attention_scale": "sqrt"})
+    assert str(raised.value) == (
+        "model.attention_scale 'sqrt' applies to dot and general attention, not 'concat'; use none"
+    )
+
+
+def test_every_model_setting_reaches_the_encoder_or_the_decoder():
+    from nmt import model as model_module
+
+    handed_on = (
+        model_module._SHARED_SETTINGS
+        + model_module._ENCODER_SETTINGS
+        + model_module._DECODER_SETTINGS
+    )
+    assert len(set(handed_on)) == len(handed_on)
+    rest = {"encoder_layers", "decoder_layers", "share_embeddings"}  # num_layers, the embedding
+    assert set(handed_on) | rest == {f.name for f in dataclasses.fields(ModelConfig)}
+
+
 def test_different_depths_with_bridge_none():
     model = make_model(encoder_layers=3, decoder_layers=2, bridge="none")
     source, target_in, _ = batch()
