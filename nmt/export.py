@@ -109,22 +109,15 @@ def _sentencepiece_tokenizer(proto: bytes):
 
 
 def build_serving_functions(
-    model,
-    source_proto: bytes,
-    target_proto: bytes,
-    *,
-    beam_size: int,
-    length_penalty: float,
-    max_length_a: float,
-    max_length_b: float,
-    max_source_length: int,
-    min_length: int = 0,
-    shortlist=None,
+    model, source_proto: bytes, target_proto: bytes, decode, shortlist=None
 ) -> dict[str, Any]:
-    """The two signature functions (plain Python, to be traced) and their tokenizers.
+    """The signature functions (plain Python, to be traced) and their tokenizers.
 
+    They decode as `decode` (a `config.DecodeConfig`) says: beam size, length penalty, length
+    limits, max_source_length; over `shortlist` (a `shortlist.Shortlist`) when given.
     Returns {"translate_text": fn(text), "translate_ids": fn(source_ids, source_lengths),
-    "trackables": [tokenizers]}; both functions return dicts of output tensors.
+    "translate_attention": fn(text), "trackables": [tokenizers]}; the functions return
+    dicts of output tensors.
     """
     import tensorflow as tf
 
@@ -133,11 +126,11 @@ def build_serving_functions(
     search, attention_search = (
         make_search_fn(
             model,
-            beam_size=beam_size,
+            beam_size=decode.beam_size,
             n_best=1,
-            max_length_a=max_length_a,
-            max_length_b=max_length_b,
-            min_length=min_length,
+            max_length_a=decode.max_length_a,
+            max_length_b=decode.max_length_b,
+            min_length=decode.min_length,
             return_attention=attention,
             shortlist=shortlist,
         )
@@ -148,93 +141,29 @@ def build_serving_functions(
         target_tokenizer = source_tokenizer
     else:
         target_tokenizer = _sentencepiece_tokenizer(target_proto)
-    penalty = float(length_penalty)
-
-    def translate_pieces(source_ids, source_lengths):
-        """Ids without EOS (B, S), lengths (B,) -> target ids (B, T), lengths (B,), scores (B,)."""
-        source_ids = tf.convert_to_tensor(source_ids, tf.int32)
-        lengths = tf.convert_to_tensor(source_lengths, tf.int32)  # (B,)
-        batch = tf.shape(source_ids)[0]
-        width = tf.shape(source_ids)[1]
-        checks = [
-            tf.debugging.assert_equal(
-                tf.shape(lengths)[0], batch, message="source_lengths needs one entry per row"
-            ),
-            tf.debugging.assert_non_negative(lengths, message="source_lengths must be >= 0"),
-            tf.debugging.assert_less_equal(
-                lengths, width, message="source_lengths exceeds the width of source_ids"
-            ),
-        ]
-        with tf.control_dependencies(checks):
-            lengths = tf.minimum(lengths, max_source_length)  # (B,) truncation
-        ids = source_ids[:, :max_source_length]  # (B, S')
-        positions = tf.range(tf.shape(ids)[1] + 1)[None, :]  # (1, S'+1)
-        ids = tf.pad(ids, [[0, 0], [0, 1]])  # (B, S'+1) room for EOS
-        ids = tf.where(positions < lengths[:, None], ids, constants.PAD_ID)  # (B, S'+1)
-        ids = tf.where(positions == lengths[:, None], constants.EOS_ID, ids)  # (B, S'+1)
-        rows = tf.cast(tf.where(lengths > 0)[:, 0], tf.int32)  # (N,) rows with pieces
-
-        def run():
-            row_lengths = tf.gather(lengths, rows) + 1  # (N,) with EOS
-            row_ids = tf.gather(ids, rows)[:, : tf.reduce_max(row_lengths)]  # (N, S'')
-            result = search(row_ids, row_lengths, penalty)
-            return result.ids[:, 0, :], result.lengths[:, 0], result.scores[:, 0]
-
-        def skip():
-            return (
-                tf.zeros([0, 0], tf.int32),
-                tf.zeros([0], tf.int32),
-                tf.zeros([0], tf.float32),
-            )
-
-        out_ids, out_lengths, out_scores = tf.cond(tf.size(rows) > 0, run, skip)
-        index = rows[:, None]  # (N, 1)
-        target_lengths = tf.scatter_nd(index, out_lengths, [batch])  # (B,)
-        scores = tf.scatter_nd(index, out_scores, [batch])  # (B,) 0 for empty inputs
-        longest = tf.reduce_max(tf.concat([target_lengths, [0]], 0))
-        out_ids = out_ids[:, :longest]  # (N, T)
-        target_ids = tf.scatter_nd(index, out_ids, tf.stack([batch, longest]))  # (B, T)
-        return target_ids, target_lengths, scores
+    penalty, limit = float(decode.length_penalty), decode.max_source_length
 
     def translate_text(text):
         pieces = source_tokenizer.tokenize(text)  # ragged (B, None) int32
-        pieces = pieces[:, :max_source_length]
+        pieces = pieces[:, :limit]
         source_ids = pieces.to_tensor(default_value=constants.PAD_ID)  # (B, S)
         source_lengths = tf.cast(pieces.row_lengths(), tf.int32)  # (B,)
-        target_ids, target_lengths, scores = translate_pieces(source_ids, source_lengths)
+        target_ids, target_lengths, scores = _translate_pieces(
+            search, penalty, limit, source_ids, source_lengths
+        )
         ragged = tf.RaggedTensor.from_tensor(target_ids, lengths=target_lengths)
         translation = target_tokenizer.detokenize(ragged)  # (B,) string
         return {"translation": translation, "score": scores}
 
     def translate_ids(source_ids, source_lengths):
-        target_ids, target_lengths, scores = translate_pieces(source_ids, source_lengths)
+        target_ids, target_lengths, scores = _translate_pieces(
+            search, penalty, limit, source_ids, source_lengths
+        )
         return {"target_ids": target_ids, "target_lengths": target_lengths, "score": scores}
 
     def translate_attention(text):
-        """The pieces of the best translation and the attention that produced them (for
-        `nmt serve`'s page). Every row runs the model, an empty one as EOS alone."""
-        pieces = source_tokenizer.tokenize(text)[:, :max_source_length]  # ragged (B, None)
-        eos = tf.fill([pieces.nrows(), 1], constants.EOS_ID)  # (B, 1)
-        ragged_ids = tf.concat([pieces, tf.RaggedTensor.from_tensor(eos)], axis=1)
-        source_ids = ragged_ids.to_tensor(default_value=constants.PAD_ID)  # (B, S+1)
-        source_lengths = tf.cast(ragged_ids.row_lengths(), tf.int32)  # (B,) with EOS
-
-        def run():
-            result = attention_search(source_ids, source_lengths, penalty)
-            attention = tf.cast(result.attention[:, 0], tf.float32)  # (B, T, S+1)
-            return result.ids[:, 0, :], result.lengths[:, 0], attention
-
-        def skip():  # no rows: the encoder cannot run on an empty batch
-            return tf.zeros([0, 0], tf.int32), tf.zeros([0], tf.int32), tf.zeros([0, 0, 0])
-
-        target_ids, target_lengths, attention = tf.cond(tf.size(source_lengths) > 0, run, skip)
-        return {
-            "source_pieces": source_tokenizer.id_to_string(source_ids),  # (B, S+1)
-            "source_length": source_lengths,
-            "target_pieces": target_tokenizer.id_to_string(target_ids),  # (B, T)
-            "target_length": target_lengths,  # (B,)
-            "attention": attention,
-        }
+        tokenizers = (source_tokenizer, target_tokenizer)
+        return _translate_attention(attention_search, penalty, limit, tokenizers, text)
 
     trackables = [source_tokenizer]
     if target_tokenizer is not source_tokenizer:
@@ -244,6 +173,106 @@ def build_serving_functions(
         "translate_ids": translate_ids,
         "translate_attention": translate_attention,
         "trackables": trackables,
+    }
+
+
+def _translate_pieces(search, penalty: float, limit: int, source_ids, source_lengths):
+    """Ids without EOS (B, S), lengths (B,) -> target ids (B, T), lengths (B,), scores (B,).
+
+    Inputs are cut to `limit` pieces; rows without pieces skip the model (no ids, score 0).
+    """
+    import tensorflow as tf
+
+    ids, lengths, batch = _with_eos(source_ids, source_lengths, limit)
+    rows = tf.cast(tf.where(lengths > 0)[:, 0], tf.int32)  # (N,) rows with pieces
+
+    def run():
+        row_lengths = tf.gather(lengths, rows) + 1  # (N,) with EOS
+        row_ids = tf.gather(ids, rows)[:, : tf.reduce_max(row_lengths)]  # (N, S'')
+        result = search(row_ids, row_lengths, penalty)
+        return result.ids[:, 0, :], result.lengths[:, 0], result.scores[:, 0]
+
+    def skip():
+        return (
+            tf.zeros([0, 0], tf.int32),
+            tf.zeros([0], tf.int32),
+            tf.zeros([0], tf.float32),
+        )
+
+    found = tf.cond(tf.size(rows) > 0, run, skip)
+    return _scatter_rows(found, rows, batch)
+
+
+def _with_eos(source_ids, source_lengths, limit: int):
+    """The checked inputs cut to `limit` pieces with EOS after each row's pieces:
+    (ids (B, S'+1) int32 padded with PAD_ID, lengths (B,) without EOS, B)."""
+    import tensorflow as tf
+
+    source_ids = tf.convert_to_tensor(source_ids, tf.int32)
+    lengths = tf.convert_to_tensor(source_lengths, tf.int32)  # (B,)
+    batch = tf.shape(source_ids)[0]
+    width = tf.shape(source_ids)[1]
+    checks = [
+        tf.debugging.assert_equal(
+            tf.shape(lengths)[0], batch, message="source_lengths needs one entry per row"
+        ),
+        tf.debugging.assert_non_negative(lengths, message="source_lengths must be >= 0"),
+        tf.debugging.assert_less_equal(
+            lengths, width, message="source_lengths exceeds the width of source_ids"
+        ),
+    ]
+    with tf.control_dependencies(checks):
+        lengths = tf.minimum(lengths, limit)  # (B,) truncation
+    ids = source_ids[:, :limit]  # (B, S')
+    positions = tf.range(tf.shape(ids)[1] + 1)[None, :]  # (1, S'+1)
+    ids = tf.pad(ids, [[0, 0], [0, 1]])  # (B, S'+1) room for EOS
+    ids = tf.where(positions < lengths[:, None], ids, constants.PAD_ID)  # (B, S'+1)
+    ids = tf.where(positions == lengths[:, None], constants.EOS_ID, ids)  # (B, S'+1)
+    return ids, lengths, batch
+
+
+def _scatter_rows(found, rows, batch):
+    """The searched rows' (ids (N, T'), lengths (N,), scores (N,)) put back at `rows` (N,)
+    of B: (target ids (B, T) cut to the longest, lengths (B,), scores (B,)); 0 elsewhere."""
+    import tensorflow as tf
+
+    out_ids, out_lengths, out_scores = found
+    index = rows[:, None]  # (N, 1)
+    target_lengths = tf.scatter_nd(index, out_lengths, [batch])  # (B,)
+    scores = tf.scatter_nd(index, out_scores, [batch])  # (B,) 0 for empty inputs
+    longest = tf.reduce_max(tf.concat([target_lengths, [0]], 0))
+    out_ids = out_ids[:, :longest]  # (N, T)
+    target_ids = tf.scatter_nd(index, out_ids, tf.stack([batch, longest]))  # (B, T)
+    return target_ids, target_lengths, scores
+
+
+def _translate_attention(search, penalty: float, limit: int, tokenizers, text):
+    """The pieces of the best translation and the attention that produced them (for
+    `nmt serve`'s page). Every row runs the model, an empty one as EOS alone."""
+    import tensorflow as tf
+
+    source_tokenizer, target_tokenizer = tokenizers
+    pieces = source_tokenizer.tokenize(text)[:, :limit]  # ragged (B, None)
+    eos = tf.fill([pieces.nrows(), 1], constants.EOS_ID)  # (B, 1)
+    ragged_ids = tf.concat([pieces, tf.RaggedTensor.from_tensor(eos)], axis=1)
+    source_ids = ragged_ids.to_tensor(default_value=constants.PAD_ID)  # (B, S+1)
+    source_lengths = tf.cast(ragged_ids.row_lengths(), tf.int32)  # (B,) with EOS
+
+    def run():
+        result = search(source_ids, source_lengths, penalty)
+        attention = tf.cast(result.attention[:, 0], tf.float32)  # (B, T, S+1)
+        return result.ids[:, 0, :], result.lengths[:, 0], attention
+
+    def skip():  # no rows: the encoder cannot run on an empty batch
+        return tf.zeros([0, 0], tf.int32), tf.zeros([0], tf.int32), tf.zeros([0, 0, 0])
+
+    target_ids, target_lengths, attention = tf.cond(tf.size(source_lengths) > 0, run, skip)
+    return {
+        "source_pieces": source_tokenizer.id_to_string(source_ids),  # (B, S+1)
+        "source_length": source_lengths,
+        "target_pieces": target_tokenizer.id_to_string(target_ids),  # (B, T)
+        "target_length": target_lengths,  # (B,)
+        "attention": attention,
     }
 
 
@@ -284,7 +313,43 @@ def write_saved_model(
 # === Export ===
 
 
+_SPECIAL_IDS = {
+    "pad": constants.PAD_ID,
+    "unk": constants.UNK_ID,
+    "bos": constants.BOS_ID,
+    "eos": constants.EOS_ID,
+}
+_SIGNATURES = {  # export.json's description of the signatures
+    constants.SERVING_SIGNATURE: {
+        "inputs": {TEXT_INPUT: "string (B,)"},
+        "outputs": {"translation": "string (B,)", "score": "float32 (B,)"},
+    },
+    constants.IDS_SIGNATURE: {
+        "inputs": {
+            "source_ids": "int32 (B, S) SentencePiece ids without EOS, 0-padded",
+            "source_lengths": "int32 (B,)",
+        },
+        "outputs": {
+            "target_ids": "int32 (B, T) without EOS, 0-padded",
+            "target_lengths": "int32 (B,)",
+            "score": "float32 (B,)",
+        },
+    },
+    constants.ATTENTION_SIGNATURE: {
+        "inputs": {TEXT_INPUT: "string (B,)"},
+        "outputs": {
+            "source_pieces": "string (B, S) with EOS",
+            "source_length": "int32 (B,)",
+            "target_pieces": "string (B, T) without EOS",
+            "target_length": "int32 (B,)",
+            "attention": "float32 (B, T, S)",
+        },
+    },
+}
+
+
 def _write_extras(extra: Path, model_dir: Path | None, loaded, decode, shortlist) -> None:
+    """assets.extra/: config.yaml, VERSION, the SentencePiece models and export.json."""
     from nmt.config import save_config
 
     extra.mkdir(parents=True, exist_ok=True)
@@ -298,8 +363,13 @@ def _write_extras(extra: Path, model_dir: Path | None, loaded, decode, shortlist
     spm_files = loaded.vocab.model_files()
     for name, proto in spm_files.items():
         (extra / name).write_bytes(proto)
-    spm_names = list(spm_files)
-    info = {
+    info = _export_info(loaded, decode, shortlist, list(spm_files))
+    (extra / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+
+
+def _export_info(loaded, decode, shortlist, spm_names: list[str]) -> dict[str, Any]:
+    """What export.json holds: versions, the search settings, the files, the signatures."""
+    return {
         "nmt_version": __version__,
         "step": None if loaded.step is None else int(loaded.step),
         "checkpoint": None if loaded.checkpoint_path is None else str(loaded.checkpoint_path),
@@ -315,41 +385,9 @@ def _write_extras(extra: Path, model_dir: Path | None, loaded, decode, shortlist
             "source": spm_names[0],
             "target": spm_names[-1],
         },
-        "special_ids": {
-            "pad": constants.PAD_ID,
-            "unk": constants.UNK_ID,
-            "bos": constants.BOS_ID,
-            "eos": constants.EOS_ID,
-        },
-        "signatures": {
-            constants.SERVING_SIGNATURE: {
-                "inputs": {TEXT_INPUT: "string (B,)"},
-                "outputs": {"translation": "string (B,)", "score": "float32 (B,)"},
-            },
-            constants.IDS_SIGNATURE: {
-                "inputs": {
-                    "source_ids": "int32 (B, S) SentencePiece ids without EOS, 0-padded",
-                    "source_lengths": "int32 (B,)",
-                },
-                "outputs": {
-                    "target_ids": "int32 (B, T) without EOS, 0-padded",
-                    "target_lengths": "int32 (B,)",
-                    "score": "float32 (B,)",
-                },
-            },
-            constants.ATTENTION_SIGNATURE: {
-                "inputs": {TEXT_INPUT: "string (B,)"},
-                "outputs": {
-                    "source_pieces": "string (B, S) with EOS",
-                    "source_length": "int32 (B,)",
-                    "target_pieces": "string (B, T) without EOS",
-                    "target_length": "int32 (B,)",
-                    "attention": "float32 (B, T, S)",
-                },
-            },
-        },
+        "special_ids": _SPECIAL_IDS,
+        "signatures": _SIGNATURES,
     }
-    (extra / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
 
 def _version_dir(base: Path, version: int | None, overwrite: bool) -> tuple[int, Path]:
@@ -431,6 +469,23 @@ def export_loaded(
     when given; see `export_model`."""
     base = Path(export_base)
     number, target = _version_dir(base, version, overwrite)
+    decode = _export_decode(loaded, beam_size, length_penalty, shortlist)
+    base.mkdir(parents=True, exist_ok=True)
+    tmp = make_temp_dir(base, f"{_TMP_PREFIX}{number}-")
+    try:
+        staged = tmp / "model"
+        _stage_export(staged, target, loaded, decode, model_dir, shortlist)
+        if target.exists() and not overwrite:
+            raise NmtError(f"{target}: version {number} appeared during the export")
+        _move_into_place(staged, target, tmp / "replaced")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _export_decode(loaded, beam_size: int | None, length_penalty: float | None, shortlist):
+    """The model's decode settings with the export's: --beam, --length-penalty, one best, the
+    shortlist; refuses a beam larger than the shortlist or the target vocabulary holds."""
     decode = dataclasses.replace(loaded.config.decode)
     decode.beam_size = int(beam_size or decode.beam_size)
     if length_penalty is not None:
@@ -447,54 +502,43 @@ def export_loaded(
         raise NmtError(
             f"beam size {decode.beam_size} exceeds the target vocabulary size {target_size}"
         )
-    source_proto = loaded.vocab.source_proto
-    target_proto = loaded.vocab.target_proto
+    return decode
 
-    base.mkdir(parents=True, exist_ok=True)
-    tmp = make_temp_dir(base, f"{_TMP_PREFIX}{number}-")
-    old = None
+
+def _stage_export(staged: Path, target: Path, loaded, decode, model_dir, shortlist) -> None:
+    """Write the whole version directory at `staged`; a failure other than an NmtError
+    becomes one that names `target`."""
     try:
-        staged = tmp / "model"
-        try:
-            staged.mkdir()  # the version directory: the umask's permissions, not TensorFlow's 0755
-            functions = build_serving_functions(
-                loaded.model,
-                source_proto,
-                target_proto,
-                beam_size=decode.beam_size,
-                length_penalty=decode.length_penalty,
-                max_length_a=decode.max_length_a,
-                max_length_b=decode.max_length_b,
-                max_source_length=decode.max_source_length,
-                min_length=decode.min_length,
-                shortlist=shortlist,
-            )
-            write_saved_model(loaded.model, staged, functions)
-            _write_extras(staged / EXTRA_DIR, model_dir, loaded, decode, shortlist)
-        except NmtError:
-            raise
-        except Exception as e:
-            from nmt.modeldir import error_reason
+        staged.mkdir()  # the version directory: the umask's permissions, not TensorFlow's 0755
+        functions = build_serving_functions(
+            loaded.model, loaded.vocab.source_proto, loaded.vocab.target_proto, decode, shortlist
+        )
+        write_saved_model(loaded.model, staged, functions)
+        _write_extras(staged / EXTRA_DIR, model_dir, loaded, decode, shortlist)
+    except NmtError:
+        raise
+    except Exception as e:
+        from nmt.modeldir import error_reason
 
-            reason = error_reason(e)
-            raise NmtError(
-                f"{target}: export failed, nothing was written ({type(e).__name__}: {reason})"
-            ) from e
-        if target.exists():
-            if not overwrite:
-                raise NmtError(f"{target}: version {number} appeared during the export")
-            old = tmp / "replaced"
-            os.rename(target, old)
-        try:
-            os.rename(staged, target)
-        except OSError as e:
-            if old is not None:
-                os.rename(old, target)
-                old = None
-            raise NmtError(f"{target}: cannot move the export into place: {e.strerror}") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+        reason = error_reason(e)
+        raise NmtError(
+            f"{target}: export failed, nothing was written ({type(e).__name__}: {reason})"
+        ) from e
+
+
+def _move_into_place(staged: Path, target: Path, old: Path) -> None:
+    """Rename `staged` to `target`; an existing target is moved to `old` first and moved back
+    when the rename fails."""
+    moved = False
+    if target.exists():
+        os.rename(target, old)
+        moved = True
+    try:
+        os.rename(staged, target)
+    except OSError as e:
+        if moved:
+            os.rename(old, target)
+        raise NmtError(f"{target}: cannot move the export into place: {e.strerror}") from None
 
 
 # === Loading ===
