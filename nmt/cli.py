@@ -13,6 +13,7 @@ import click
 
 from nmt.cli_errors import Group
 from nmt.cli_options import (
+    beam_options,
     decode_precision_option,
     ensemble_options,
     metric_list,
@@ -75,8 +76,7 @@ _CHECKPOINT_HELP = "Which weights: best (by dev BLEU), last, or a checkpoint pat
     help="Output file, - for stdout.",
 )
 @ensemble_options
-@click.option("--beam", "beam_size", type=click.IntRange(min=1), help="Beam size (config default).")
-@click.option("--length-penalty", type=click.FloatRange(min=0.0), help="GNMT length penalty alpha.")
+@beam_options
 @click.option(
     "--n-best",
     type=click.IntRange(min=1),
@@ -133,67 +133,18 @@ _CHECKPOINT_HELP = "Which weights: best (by dev BLEU), last, or a checkpoint pat
     help="Seed of the sampling: the same seed gives the same samples [default: random].",
 )
 @click.option("--quiet", is_flag=True, help="No progress and no summary on stderr.")
-def translate_command(
-    input_path,
-    output_path,
-    model_dirs,
-    checkpoints,
-    beam_size,
-    length_penalty,
-    n_best,
-    batch_tokens,
-    min_length,
-    with_scores,
-    alignments,
-    plot_dir,
-    plot_lines,
-    precision,
-    prefix,
-    prefix_file,
-    sampling_topk,
-    sampling_temperature,
-    seed,
-    quiet,
-    **shortlist,
-):
+def translate_command(input_path, output_path, model_dirs, checkpoints, plot_lines, quiet,
+                      **options):  # fmt: skip
     """Translate FILE (- for stdin): exactly one output line per input line.
 
     From stdin or a pipe to stdout, lines are translated and written as they arrive.
     Several --model or --checkpoint options decode with an ensemble of them.
     """
-    try:
-        lines = [int(x) for x in plot_lines.split(",") if x.strip()]
-    except ValueError:
-        raise click.BadParameter(
-            "expected comma-separated line numbers", param_hint="--plot-lines"
-        ) from None
-    if any(n < 1 for n in lines):
-        raise click.BadParameter("line numbers start at 1", param_hint="--plot-lines")
+    lines = _line_numbers(plot_lines)
     from nmt.translation_job import translate_file
 
-    report = translate_file(
-        model_dirs,
-        input_path,
-        output_path,
-        checkpoint=checkpoints,
-        beam_size=beam_size,
-        length_penalty=length_penalty,
-        n_best=n_best,
-        batch_tokens=batch_tokens,
-        min_length=min_length,
-        with_scores=with_scores,
-        alignments=alignments,
-        plot_dir=plot_dir,
-        plot_lines=lines,
-        progress=not quiet,
-        precision=precision,
-        prefix=prefix,
-        prefix_file=prefix_file,
-        sampling_topk=sampling_topk,
-        sampling_temperature=sampling_temperature,
-        seed=seed,
-        **shortlist,
-    )
+    report = translate_file(model_dirs, input_path, output_path, checkpoint=checkpoints,
+                            plot_lines=lines, progress=not quiet, **options)  # fmt: skip
     if output_path != "-" and not quiet:
         click.echo(
             f"translated {report.lines} lines in {report.seconds:.1f} s "
@@ -201,6 +152,19 @@ def translate_command(
             f"start-up) -> {output_path}",
             err=True,
         )
+
+
+def _line_numbers(text: str) -> list[int]:
+    """--plot-lines: comma-separated 1-based line numbers (BadParameter if not)."""
+    try:
+        lines = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise click.BadParameter(
+            "expected comma-separated line numbers", param_hint="--plot-lines"
+        ) from None
+    if any(n < 1 for n in lines):
+        raise click.BadParameter("line numbers start at 1", param_hint="--plot-lines")
+    return lines
 
 
 def _print_scores(scores, as_json: bool) -> None:
@@ -349,8 +313,7 @@ def demo_data_command(output, seed, train, dev, test):
 )
 @click.option("--version", type=click.IntRange(min=1), help="Version N (default: next free).")
 @click.option("--checkpoint", default="best", show_default=True, help=_CHECKPOINT_HELP)
-@click.option("--beam", "beam_size", type=click.IntRange(min=1), help="Beam size (config default).")
-@click.option("--length-penalty", type=click.FloatRange(min=0.0), help="GNMT length penalty alpha.")
+@beam_options
 @click.option("--overwrite", is_flag=True, help="Replace an existing version directory.")
 @click.option(
     "--precision",

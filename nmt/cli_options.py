@@ -1,9 +1,10 @@
 """Options that several `nmt` commands share, as click decorators, and their checks.
 
-`ensemble_options` (repeatable --model and --checkpoint: translate, evaluate),
-`decode_precision_option` (--precision to decode in: translate, evaluate), `shortlist_options`
-(--shortlist and its sizes: translate, evaluate, export), `metrics_option` and `metric_list`
-(--metrics: evaluate, score). Nothing here imports TensorFlow.
+`ensemble_options` (repeatable --model and --checkpoint: translate, evaluate), `beam_options`
+(--beam and --length-penalty: translate, export), `decode_precision_option` (--precision to
+decode in: translate, evaluate), `shortlist_options` (--shortlist and its sizes: translate,
+evaluate, export), `metrics_option` and `metric_list` (--metrics: evaluate, score). Nothing
+here imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -32,6 +33,14 @@ def ensemble_options(command):
         help="Model directory written by `nmt train`. Repeat it to decode with an ensemble "
         "(per-step probabilities averaged; the models must share vocabularies).",
     )(command)
+
+
+def beam_options(command):
+    """--beam and --length-penalty (config defaults): translate, export."""
+    command = click.option("--length-penalty", type=click.FloatRange(min=0.0),
+                           help="GNMT length penalty alpha.")(command)  # fmt: skip
+    return click.option("--beam", "beam_size", type=click.IntRange(min=1),
+                        help="Beam size (config default).")(command)  # fmt: skip
 
 
 decode_precision_option = click.option(

@@ -302,20 +302,14 @@ def translate_file(
     if seed is None:
         seed = int.from_bytes(os.urandom(4), "little") >> 1
 
-    def make_job(warn) -> Job:
-        from nmt import shortlist as shortlists
-        from nmt.ensemble import load_ensemble
+    options = {"beam_size": settings["beam_size"], "length_penalty": length_penalty,
+               "n_best": n_best, "sampling": settings["sampling"],
+               "return_attention": alignments or bool(plots)}  # fmt: skip
+    shortlist_options = (shortlist, shortlist_top_k, shortlist_frequent)
 
-        loaded = load_ensemble(model_dir, checkpoint, precision)
-        decode, table = shortlists.prepare(loaded, shortlist, shortlist_top_k, shortlist_frequent)
-        if batch_tokens:
-            decode.batch_tokens = batch_tokens
-        if min_length is not None:
-            decode.min_length = int(min_length)
-        translator = Translator(loaded.model, loaded.vocab, decode, warn=warn, shortlist=table)
-        options = {"beam_size": settings["beam_size"], "length_penalty": length_penalty,
-                   "n_best": n_best, "sampling": settings["sampling"],
-                   "return_attention": alignments or bool(plots)}  # fmt: skip
+    def make_job(warn) -> Job:
+        translator = _load_translator(model_dir, checkpoint, precision, shortlist_options,
+                                      batch_tokens, min_length, warn)  # fmt: skip
         return Job(
             translator, options, with_scores=with_scores, alignments=alignments,
             plot_lines=plots, plot_dir=Path(plot_dir) if plot_dir else None,
@@ -323,6 +317,23 @@ def translate_file(
         )  # fmt: skip
 
     return run_job(make_job, input_path, output_path, chunk_lines=chunk_lines, progress=progress)
+
+
+def _load_translator(
+    model_dir, checkpoint, precision, shortlist_options, batch_tokens, min_length, warn
+) -> Translator:
+    """The model (or ensemble) loaded and its Translator, decoding with the config's settings
+    but for the shortlist (`shortlist.prepare`), --batch-tokens and --min-length."""
+    from nmt import shortlist as shortlists
+    from nmt.ensemble import load_ensemble
+
+    loaded = load_ensemble(model_dir, checkpoint, precision)
+    decode, table = shortlists.prepare(loaded, *shortlist_options)
+    if batch_tokens:
+        decode.batch_tokens = batch_tokens
+    if min_length is not None:
+        decode.min_length = int(min_length)
+    return Translator(loaded.model, loaded.vocab, decode, warn=warn, shortlist=table)
 
 
 def _check_decode_options(
