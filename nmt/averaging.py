@@ -128,18 +128,32 @@ def _average_into(model_dir, last_n, given, output, log) -> Path:
         vocab = load_vocab(model_dir)
     except NmtError as e:
         raise CheckpointError(str(e)) from None
-    import tensorflow as tf  # once all that can be checked without it is
+    model = _averaged_model(config, vocab, chosen)
+    last_step = checkpoint_step(chosen[-1])
+    _write_average(model, last_step, chosen, given, output)
+    if log:
+        log(f"averaged {', '.join(p.name for p in chosen)} -> {given}")
+    return given / f"{CHECKPOINT_PREFIX}-{last_step}"
 
-    model = build_model(config, vocab)
+
+def _averaged_model(config, vocab, chosen: list[Path]):
+    """A model holding the mean of the weights of the checkpoints `chosen`."""
+    model = build_model(config, vocab)  # imports TensorFlow, once all else is checked
     weights = []
     for prefix in chosen:
         restore_checkpoint(inference_checkpoint(model), prefix, partial=True)
         weights.append([v.numpy() for v in model.weights])
     for variable, value in zip(model.weights, average_weights(weights), strict=True):
         variable.assign(value)
-    last_step = checkpoint_step(chosen[-1])
-    step = tf.Variable(last_step, dtype=tf.int64, trainable=False)
+    return model
 
+
+def _write_average(model, last_step: int, chosen: list[Path], given: Path, output: Path):
+    """Write the averaged checkpoint (step `last_step`) and averaged.json into a staging
+    directory beside `output`, then move it into place, the previous `output` kept if not."""
+    import tensorflow as tf
+
+    step = tf.Variable(last_step, dtype=tf.int64, trainable=False)
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = fileio.make_temp_dir(output.parent, f".{output.name}.tmp-")
     old = None
@@ -175,6 +189,3 @@ def _average_into(model_dir, last_n, given, output, log) -> Path:
             shutil.rmtree(staging, ignore_errors=True)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-    if log:
-        log(f"averaged {', '.join(p.name for p in chosen)} -> {given}")
-    return given / f"{CHECKPOINT_PREFIX}-{last_step}"
