@@ -137,20 +137,11 @@ def prepare_peer_data(multi30k: Path, pair: str, spm_model: Path, workdir: Path)
         vocab=vocab,
         spm_model=spm_model,
     )
-    inputs = {str(spm_model): _sha256(spm_model)}
-    inputs.update({str(path.resolve()): _sha256(path) for path in raw.values()})
-    wanted = {
-        "version": MANIFEST_VERSION,
-        "inputs": inputs,
-        "outputs": sorted(str(p) for p in [*encoded.values(), vocab]),
-    }
+    outputs = [*encoded.values(), vocab]
+    wanted = _manifest(spm_model, list(raw.values()), outputs)
     manifest = workdir / MANIFEST
-    if manifest.exists() and all(p.exists() for p in [*encoded.values(), vocab]):
-        try:
-            if json.loads(manifest.read_text(encoding="utf-8")) == wanted:
-                return data
-        except (OSError, ValueError):
-            pass
+    if _up_to_date(manifest, wanted, outputs):
+        return data
     manifest.unlink(missing_ok=True)  # outputs are stale until the new manifest is written
     sp = _processor(spm_model)
     counts = {}
@@ -165,6 +156,27 @@ def prepare_peer_data(multi30k: Path, pair: str, spm_model: Path, workdir: Path)
     write_peer_vocab(spm_model, vocab)
     write_atomic(manifest, json.dumps(wanted, indent=1) + "\n")
     return data
+
+
+def _manifest(spm_model: Path, raw: list[Path], outputs: list[Path]) -> dict:
+    """What `peer_data.json` records: the inputs' SHA-256 and the outputs' paths."""
+    inputs = {str(spm_model): _sha256(spm_model)}
+    inputs.update({str(path.resolve()): _sha256(path) for path in raw})
+    return {
+        "version": MANIFEST_VERSION,
+        "inputs": inputs,
+        "outputs": sorted(str(p) for p in outputs),
+    }
+
+
+def _up_to_date(manifest: Path, wanted: dict, outputs: list[Path]) -> bool:
+    """Whether `manifest` records `wanted` and every output exists."""
+    if not (manifest.exists() and all(p.exists() for p in outputs)):
+        return False
+    try:
+        return json.loads(manifest.read_text(encoding="utf-8")) == wanted
+    except (OSError, ValueError):
+        return False
 
 
 def _split_pair(pair: str) -> tuple[str, str]:
