@@ -60,34 +60,18 @@ def peer_config(
 
 
 def write_peer_config(
-    data: PeerData,
-    model_dir: Path,
-    *,
-    max_step: int,
-    batch_size: int = 64,
-    batch_type: str = "examples",
-    beam_width: int = 5,
-    extra: dict | None = None,
-    filename: str = "data.yml",
-    report_every: int | None = None,
+    data: PeerData, model_dir: Path, *, filename: str = "data.yml", **settings
 ) -> Path:
     """Write the run configuration for `onmt-main --model_type NMTSmallV1 --config F --auto_config`.
 
-    Only what the benchmark needs is set (see the module docstring); everything else comes from
-    `--auto_config`. `extra` is merged in last (nested dicts merge). `report_every` (default:
-    the module's `REPORT_EVERY`) is `train.save_summary_steps`. Returns model_dir/filename.
+    `settings` are `peer_config`'s (`max_step`, `batch_size`, `batch_type`, `beam_width`,
+    `extra`, `report_every`). Only what the benchmark needs is set (see the module docstring);
+    everything else comes from `--auto_config`. `extra` is merged in last (nested dicts merge).
+    `report_every` (default: the module's `REPORT_EVERY`) is `train.save_summary_steps`.
+    Returns model_dir/filename.
     """
     import yaml
 
-    config = peer_config(
-        data,
-        model_dir,
-        max_step=max_step,
-        batch_size=batch_size,
-        batch_type=batch_type,
-        beam_width=beam_width,
-        extra=extra,
-        report_every=report_every,
-    )
+    config = peer_config(data, model_dir, **settings)
     path = Path(model_dir) / filename
     return write_atomic(path, yaml.safe_dump(config, sort_keys=False))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from pathlib import Path
 
@@ -54,28 +53,27 @@ def infer_peer(
     partial = out_pieces.with_name(f".{out_pieces.name}.partial")
     command = _infer_command(onmt_main, config, src_pieces, partial)
     log_path = out_pieces.with_name(out_pieces.name + ".log")
-    wall, cpu, rss, lines = _run_infer(command, log_path, src_pieces, partial, out_pieces)
-    run = PeerInferRun(
-        wall_seconds=wall,
-        cpu_seconds=cpu,
-        peak_rss_bytes=rss,
-        prediction_seconds=None,
-        lines=lines,
-        mean_pieces=_mean_pieces(out_pieces, lines),
-        beam_width=beam,
-        max_decoding_length=ONMT_DEFAULT_MAX_DECODING_LENGTH
+    measured = _run_infer(command, log_path, src_pieces, partial, out_pieces)
+    requested = {
+        "beam_width": beam,
+        "max_decoding_length": ONMT_DEFAULT_MAX_DECODING_LENGTH
         if max_decoding_length is None
         else max_decoding_length,
-        min_decoding_length=0 if min_decoding_length is None else min_decoding_length,
-        length_penalty=ONMT_DEFAULT_LENGTH_PENALTY,
-        batch_size=batch_size,
+        "min_decoding_length": 0 if min_decoding_length is None else min_decoding_length,
+        "length_penalty": ONMT_DEFAULT_LENGTH_PENALTY,
+        "batch_size": batch_size,
+    }
+    text = log_path.read_text(encoding="utf-8", errors="replace")
+    return PeerInferRun(
+        **measured,
+        mean_pieces=_mean_pieces(out_pieces, measured["lines"]),
         step=step,
         predictions=out_pieces,
         log_path=log_path,
         config_path=config,
         command=command,
+        **_logged_settings(requested, text),
     )
-    return _with_logged_settings(run, log_path.read_text(encoding="utf-8", errors="replace"))
 
 
 def _infer_step(
@@ -128,9 +126,10 @@ def _infer_command(onmt_main: Path, config: Path, src_pieces: Path, partial: Pat
 
 def _run_infer(
     command: list[str], log_path: Path, src_pieces: Path, partial: Path, out_pieces: Path
-) -> tuple[float, float, int, int]:
+) -> dict:
     """Run `command`, check it wrote one line per source line into `partial`, then move that
-    to `out_pieces`: (wall s, CPU s, peak RSS bytes, lines). No partial file is left behind."""
+    to `out_pieces`: wall and CPU seconds, peak RSS bytes and lines, by PeerInferRun's names.
+    No partial file is left behind."""
     wall, cpu, rss, status = _run(command, log_path)
     if status != 0:
         partial.unlink(missing_ok=True)
@@ -143,7 +142,7 @@ def _run_infer(
         partial.unlink(missing_ok=True)
         raise PeerError(f"onmt-main infer wrote {got} lines for the {expected} of {src_pieces}")
     partial.replace(out_pieces)
-    return wall, cpu, rss, got
+    return {"wall_seconds": wall, "cpu_seconds": cpu, "peak_rss_bytes": rss, "lines": got}
 
 
 def _mean_pieces(predictions: Path, lines: int) -> float:
@@ -152,20 +151,23 @@ def _mean_pieces(predictions: Path, lines: int) -> float:
     return pieces / lines if lines else 0.0
 
 
-def _with_logged_settings(run: PeerInferRun, text: str) -> PeerInferRun:
-    """`run` with the settings OpenNMT-tf logged (`Using parameters:`) over the requested ones,
-    and its own prediction time."""
+def _logged_settings(requested: dict, text: str) -> dict:
+    """The decoding settings of a run by PeerInferRun's names: what OpenNMT-tf logged (`Using
+    parameters:`, also kept whole) over the `requested` ones, and its own prediction time."""
     effective = parse_effective_config(text)
     params = (effective or {}).get("params", {})
     infer = (effective or {}).get("infer", {})
     timed = PREDICTION_TIME.search(text)
-    return dataclasses.replace(
-        run,
-        prediction_seconds=float(timed[1]) if timed else None,
-        beam_width=int(params.get("beam_width", run.beam_width)),
-        max_decoding_length=int(params.get("maximum_decoding_length", run.max_decoding_length)),
-        min_decoding_length=int(params.get("minimum_decoding_length", run.min_decoding_length)),
-        length_penalty=float(params.get("length_penalty", run.length_penalty)),
-        batch_size=infer.get("batch_size", run.batch_size),
-        effective_config=effective,
-    )
+    return {
+        "prediction_seconds": float(timed[1]) if timed else None,
+        "beam_width": int(params.get("beam_width", requested["beam_width"])),
+        "max_decoding_length": int(
+            params.get("maximum_decoding_length", requested["max_decoding_length"])
+        ),
+        "min_decoding_length": int(
+            params.get("minimum_decoding_length", requested["min_decoding_length"])
+        ),
+        "length_penalty": float(params.get("length_penalty", requested["length_penalty"])),
+        "batch_size": infer.get("batch_size", requested["batch_size"]),
+        "effective_config": effective,
+    }
