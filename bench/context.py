@@ -34,7 +34,7 @@ from bench.prose import fill
 
 
 def load_peer():
-    """bench/peer.py (the OpenNMT-tf side), imported lazily."""
+    """bench/peer (the OpenNMT-tf side), imported lazily."""
     from bench import peer
 
     return peer
