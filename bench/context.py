@@ -20,14 +20,21 @@ from typing import Any
 from bench.common import PEER_BATCH, SCRIPTS, SECTION_TITLES, BenchError
 from bench.logs import LogWindow, parse_nmt_train_log
 from bench.machine import machine_info
-from bench.markdown import SECTION_MARK, mib, update_markdown, write_atomic
+from bench.markdown import (
+    SECTION_MARK,
+    mib,
+    shown_command,
+    shown_path,
+    update_markdown,
+    write_atomic,
+)
 from bench.plan import FULL, QUICK, budget_line, planned_budget, probe_gflops
 from bench.proc import ProcResult, nmt_cli, run_timed
 from bench.prose import fill
 
 
 def load_peer():
-    """bench/peer.py (the OpenNMT-tf side), imported lazily."""
+    """bench/peer (the OpenNMT-tf side), imported lazily."""
     from bench import peer
 
     return peer
@@ -60,7 +67,7 @@ class Benchmark:
         parts = ["python", "scripts/benchmark.py", *sys.argv[1:]]
         nice = os.nice(0) if hasattr(os, "nice") else 0
         prefix = f"nice -n {nice} " if nice else ""
-        return prefix + shlex.join(parts)
+        return prefix + shown_command(parts)
 
     def _load_results(self) -> dict:
         path = self.workdir / "results.json"
@@ -80,7 +87,7 @@ class Benchmark:
         return fill(
             "provenance",
             command=self.command,
-            python=sys.executable,
+            python=shown_path(sys.executable),
             date=now,
             machine=self.machine.describe(),
             load=f"{load:.1f}",

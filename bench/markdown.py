@@ -1,21 +1,24 @@
-"""The generated block of BENCHMARKS.md (between the markers, section by section), Markdown tables
-and number formats."""
+"""The generated block of BENCHMARKS.md (between the markers, section by section), Markdown tables,
+number formats, and paths and command lines as the block shows them (no paths of this machine)."""
 
 from __future__ import annotations
 
 import math
+import os
 import re
+import shlex
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
-from bench.common import BenchError
+from bench.common import REPO, BenchError
 from nmt import fileio
 
 BEGIN = "<!-- benchmark.py:begin -->"
 END = "<!-- benchmark.py:end -->"
 SECTION_MARK = "<!-- benchmark.py:section {} -->"
 _SECTION_RE = re.compile(r"^<!-- benchmark\.py:section (\d+) -->$", re.MULTILINE)
+_PYTHON_RE = re.compile(r"^python[\d.]*$")
 
 
 def replace_between_markers(text: str, block: str) -> str:
@@ -121,3 +124,60 @@ def fmt(value: Optional[float], digits: int = 0, *, missing: str = "") -> str:
 
 def mib(nbytes: Optional[int]) -> Optional[float]:
     return None if nbytes is None else nbytes / 2**20
+
+
+def shown_path(path: str | os.PathLike, repo: Path = REPO, home: Optional[Path] = None) -> str:
+    """`path` as BENCHMARKS.md shows it: relative to the repository root `repo` when it lies
+    inside it or beside it (the shared data directory: `../shared/...`), `~/...` under the home
+    directory, otherwise unchanged. A relative path (the benchmark runs in the repository root)
+    and an empty one are kept as they are."""
+    text = os.fspath(path)
+    if not os.path.isabs(text):
+        return text
+    home = Path.home() if home is None else home
+    candidates = dict.fromkeys([Path(os.path.normpath(text)), Path(text).resolve()])
+    for base in (repo, repo.parent):
+        if base == Path(base.anchor):  # not relative to the filesystem root
+            continue
+        for candidate in candidates:
+            if candidate.is_relative_to(base):
+                return os.path.relpath(candidate, repo)
+    if home != Path(home.anchor):  # a home of "/" would take in every path
+        for candidate in candidates:
+            if candidate.is_relative_to(home) and candidate != home:
+                return str(Path("~") / candidate.relative_to(home))
+    return text
+
+
+def _shown_argument(arg: str, **where) -> str:
+    """An argument with its absolute path shown by `shown_path`, also after `--opt=`/`key=`."""
+    if os.path.isabs(arg):
+        return shown_path(arg, **where)
+    key, equals, value = arg.partition("=")
+    if equals and os.path.isabs(value):
+        return f"{key}={shown_path(value, **where)}"
+    return arg
+
+
+def shown_command(command: str | Sequence[str | os.PathLike], **where) -> str:
+    """A command line as BENCHMARKS.md shows it: a program given by its absolute path by its
+    name (an interpreter as `python`; the venvs' `nmt`, `onmt-main`), every absolute path
+    among the arguments through `shown_path` (`where`: its `repo` and `home`). A string is
+    split with shlex and comes back unchanged when nothing in it changes."""
+    parts = shlex.split(command) if isinstance(command, str) else [os.fspath(c) for c in command]
+    if not parts:
+        return command if isinstance(command, str) else ""
+    program = parts[0]
+    if os.path.isabs(program):
+        name = os.path.basename(program)
+        program = "python" if _PYTHON_RE.match(name) else name
+    shown = [program, *(_shown_argument(arg, **where) for arg in parts[1:])]
+    if isinstance(command, str) and shown == parts:
+        return command
+    return shlex.join(shown)
+
+
+def command_block(commands: Iterable[str | Sequence[str]]) -> str:
+    """The commands closing a section, one per line, indented as a Markdown code block:
+    each through `shown_command`, repeated ones once."""
+    return "\n".join(f"    {c}" for c in dict.fromkeys(shown_command(c) for c in commands))

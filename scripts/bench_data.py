@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "multi30k"
 
 
-def main() -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--split", default="train", help="file stem: train, val, test2016")
@@ -48,32 +48,71 @@ def main() -> int:
     parser.add_argument("--shuffle-buffer", type=int, default=100_000)
     parser.add_argument("--epochs", type=int, default=1, help="epochs timed per setting")
     parser.add_argument("--seed", type=int, default=1234)
-    args = parser.parse_args()
+    return parser.parse_args(argv)
 
+
+def load_vocab(args, source: Path, target: Path):
+    """(vocabulary, how it was obtained): `--vocab`, or a joint unigram trained here."""
+    from nmt.config import VocabConfig
+    from nmt.vocab import Vocab, train_vocab
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.vocab:
+            return Vocab.load(args.vocab), str(args.vocab)
+        start = time.perf_counter()
+        config = VocabConfig(size=args.vocab_size, seed=args.seed)
+        vocab = train_vocab(config, [source], [target], tmp)
+        seconds = time.perf_counter() - start
+        return vocab, f"joint unigram {args.vocab_size} trained here in {seconds:.1f} s"
+
+
+def time_setting(args, source: Path, target: Path, vocab, budget: int):
+    """Stream `--epochs` epochs at batch_tokens `budget`: (the table row, the PipelineStats)."""
+    from nmt.config import DataConfig
+    from nmt.data import PipelineStats, make_training_dataset
+
+    data = DataConfig(
+        max_length=args.max_length,
+        batch_tokens=budget,
+        bucket_width=args.bucket_width,
+        shuffle_buffer=args.shuffle_buffer,
+    )
+    stats = PipelineStats()
+    start = time.perf_counter()
+    ds = make_training_dataset(
+        source, target, vocab, data, seed=args.seed, repeat=False, stats=stats, check_files=False
+    )
+    ds = ds.repeat(args.epochs)
+    build = time.perf_counter() - start
+    pairs = real = cells = batches = 0
+    start = time.perf_counter()
+    for (src, tgt_in), tgt_out in ds:
+        b, s = src.shape
+        t = tgt_in.shape[1]
+        pairs += b
+        batches += 1
+        cells += b * (s + t)
+        real += int((src.numpy() != 0).sum() + (tgt_out.numpy() != 0).sum())
+    seconds = time.perf_counter() - start
+    row = (
+        f"| {budget} | {build:.2f} | {pairs / seconds:,.0f} | {real / seconds:,.0f} | "
+        f"{cells / seconds:,.0f} | {100 * (1 - real / cells):.1f} | {batches} | "
+        f"{pairs / batches:.1f} |"
+    )
+    return row, stats
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     source = args.data_dir / f"{args.split}.{args.src}"
     target = args.data_dir / f"{args.split}.{args.tgt}"
     if not source.exists():
         print(f"{source} not found (use --data-dir)", file=sys.stderr)
         return 2
-
-    from nmt.config import DataConfig, VocabConfig
-    from nmt.data import PipelineStats, check_parallel_files, make_training_dataset
-    from nmt.vocab import Vocab, train_vocab
+    from nmt.data import check_parallel_files
 
     file_stats = check_parallel_files(source, target)
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.vocab:
-            vocab = Vocab.load(args.vocab)
-            vocab_note = str(args.vocab)
-        else:
-            start = time.perf_counter()
-            config = VocabConfig(size=args.vocab_size, seed=args.seed)
-            vocab = train_vocab(config, [source], [target], tmp)
-            vocab_note = (
-                f"joint unigram {args.vocab_size} trained here "
-                f"in {time.perf_counter() - start:.1f} s"
-            )
-
+    vocab, vocab_note = load_vocab(args, source, target)
     print(f"corpus: {source} / {target} ({file_stats.lines} pairs)")
     print(f"vocab: {vocab_note}; max_length {args.max_length}, bucket_width {args.bucket_width}")
     print(f"cpus: {os.cpu_count()}, epochs timed per row: {args.epochs}\n")
@@ -81,35 +120,8 @@ def main() -> int:
     print(header)
     print("|" + "---:|" * (header.count("|") - 1))
     for budget in args.batch_tokens:
-        data = DataConfig(
-            max_length=args.max_length,
-            batch_tokens=budget,
-            bucket_width=args.bucket_width,
-            shuffle_buffer=args.shuffle_buffer,
-        )
-        stats = PipelineStats()
-        start = time.perf_counter()
-        ds = make_training_dataset(
-            source, target, vocab, data, seed=args.seed, repeat=False, stats=stats,
-            check_files=False,
-        )  # fmt: skip
-        ds = ds.repeat(args.epochs)
-        build = time.perf_counter() - start
-        pairs = real = cells = batches = 0
-        start = time.perf_counter()
-        for (src, tgt_in), tgt_out in ds:
-            b, s = src.shape
-            t = tgt_in.shape[1]
-            pairs += b
-            batches += 1
-            cells += b * (s + t)
-            real += int((src.numpy() != 0).sum() + (tgt_out.numpy() != 0).sum())
-        seconds = time.perf_counter() - start
-        print(
-            f"| {budget} | {build:.2f} | {pairs / seconds:,.0f} | {real / seconds:,.0f} | "
-            f"{cells / seconds:,.0f} | {100 * (1 - real / cells):.1f} | {batches} | "
-            f"{pairs / batches:.1f} |"
-        )
+        row, stats = time_setting(args, source, target, vocab, budget)
+        print(row)
     print(f"\nfilters (last row): {stats.summary()}")
     return 0
 

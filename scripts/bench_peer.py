@@ -1,5 +1,5 @@
-"""OpenNMT-tf's NMTSmallV1 on Multi30k beside nmt: the command line of bench/peer.py (the one
-peer harness, also used by scripts/benchmark.py). See bench/peer.py for what it measures.
+"""OpenNMT-tf's NMTSmallV1 on Multi30k beside nmt: the command line of bench/peer (the one
+peer harness, also used by scripts/benchmark.py). See bench/peer/__init__.py for what it measures.
 
 Usage (repository root):
     python scripts/bench_peer.py --pair en-de --steps 20 --workdir runs/bench/peer

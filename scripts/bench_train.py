@@ -192,6 +192,127 @@ def build_trainer(config, vocab, variant: str):
     return trainer
 
 
+def build_all(config, vocab, variants: list[str], n_batches: int) -> tuple[dict, list, list]:
+    """({variant: trainer}, fixed batches (source, target_in, target_out), the first trainer's
+    initial weights), every trainer starting from those weights."""
+    trainers, batches = {}, []
+    for name in variants:
+        # Build one at a time: a trainer seeds TF (tf.random.set_seed), which clears the eager
+        # kernel cache and with it the SentencePiece resources of pipelines built before.
+        trainers[name] = build_trainer(config, vocab, name)
+        if not batches:  # fixed batches, the same for every variant
+            for _ in range(n_batches):
+                (source, target_in), target_out = next(trainers[name].iterator)
+                batches.append((source, target_in, target_out))
+    for name, trainer in trainers.items():
+        layer = trainer.model.encoder.rnn_layers[0]
+        print(f"{name}: encoder layers are {type(layer).__module__}.{type(layer).__name__}")
+    reference = trainers[variants[0]].model.get_weights()
+    for name in variants[1:]:
+        trainers[name].model.set_weights(reference)  # same start: same numbers, same work
+    return trainers, batches, reference
+
+
+def _timed_step(trainer, source, target_in, target_out) -> tuple[float, float, float, object]:
+    """(wall s, CPU s, loss, tokens) of one training step."""
+    start_wall, start_cpu = time.perf_counter(), time.process_time()
+    loss, tokens, _, _ = trainer.train_step(source, target_in, target_out)
+    loss = float(loss)  # waits for the step
+    return time.perf_counter() - start_wall, time.process_time() - start_cpu, loss, tokens
+
+
+def time_steps(args, trainers: dict, batches: list, config, vocab) -> dict:
+    """Alternate the variants step by step (the order flips every round); the timed steps'
+    wall, CPU and loss per variant, and each timed batch's FLOPs and token counts."""
+    import tensorflow as tf
+
+    variants = list(trainers)
+    timings = {key: {v: [] for v in variants} for key in ("wall", "cpu", "losses")}
+    timings.update(flops=[], target_tokens=[], all_tokens=[])
+    for round_ in range(args.warmup + args.steps):
+        source, target_in, target_out = batches[round_ % len(batches)]
+        order = variants if round_ % 2 == 0 else list(reversed(variants))
+        for name in order:
+            wall, cpu, loss, tokens = _timed_step(trainers[name], source, target_in, target_out)
+            if round_ >= args.warmup:
+                timings["wall"][name].append(wall)
+                timings["cpu"][name].append(cpu)
+                timings["losses"][name].append(loss)
+        if round_ >= args.warmup:
+            timings["flops"].append(step_flops(source, target_in, config.model, vocab.target_size))
+            timings["target_tokens"].append(int(tf.math.count_nonzero(target_out)))
+            timings["all_tokens"].append(float(tokens))
+    return timings
+
+
+def result_rows(timings: dict, variants: list[str]) -> list[dict]:
+    """One row per variant: median step wall/CPU seconds, tokens/s, GFLOP/s, speed vs the first."""
+    step_work = statistics.median(timings["flops"])
+    tgt_per_step = statistics.median(timings["target_tokens"])
+    all_per_step = statistics.median(timings["all_tokens"])
+    base = statistics.median(timings["wall"][variants[0]])
+    rows = []
+    for name in variants:
+        w, c = statistics.median(timings["wall"][name]), statistics.median(timings["cpu"][name])
+        rows.append({"variant": name, "wall_s": w, "cpu_s": c, "target_tok_s": tgt_per_step / w,
+                     "all_tok_s": all_per_step / w, "gflop_s": step_work / w / 1e9,
+                     "vs_first": base / w})  # fmt: skip
+    return rows
+
+
+def loss_gaps(timings: dict, variants: list[str]) -> dict[str, float]:
+    """Largest |loss difference| of each later variant against the first over the timed steps."""
+    first = timings["losses"][variants[0]]
+    return {
+        name: max(abs(a - b) for a, b in zip(timings["losses"][name], first, strict=True))
+        for name in variants[1:]
+    }
+
+
+def print_setup(args, batches: list, reference: list) -> list:
+    """The lines above the table: model, data, batch shapes, CPU, versions; returns the shapes."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from nmt.precision import cpu_description
+
+    shapes = sorted({tuple(b[0].shape) + (b[1].shape[1],) for b in batches})
+    shape = f"{args.config.name} model" if args.config else "NMTSmallV1-like model"
+    print(
+        f"{shape} ({sum(int(np.prod(w.shape)) for w in reference):,} parameters), "
+        f"Multi30k {args.pair}, 8k joint SentencePiece, batch_tokens {args.batch_tokens} "
+        f"(shapes B x S x T: {', '.join('x'.join(map(str, s)) for s in shapes[:4])}"
+        f"{', ...' if len(shapes) > 4 else ''}), jit={args.jit}"
+    )
+    print(f"CPU: {cpu_description()}")
+    print(
+        f"TF {tf.__version__}, Keras {keras.__version__}, Python {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs; median of {args.steps} alternated steps after {args.warmup} "
+        "warm-up steps"
+    )
+    return shapes
+
+
+def print_table(rows: list[dict], gaps: dict[str, float], step_work: float) -> None:
+    first = rows[0]["variant"]
+    print()
+    print(
+        f"| variant | step wall s | step CPU s | target tok/s | src+tgt tok/s | GFLOP/s | "
+        f"vs {first} |"
+    )
+    print("|" + "---|" * 7)
+    for r in rows:
+        print(
+            f"| {r['variant']} | {r['wall_s']:.3f} | {r['cpu_s']:.3f} | {r['target_tok_s']:,.0f} "
+            f"| {r['all_tok_s']:,.0f} | {r['gflop_s']:.1f} | {r['vs_first']:.2f}x |"
+        )
+    print()
+    for name, gap in gaps.items():
+        print(f"largest |loss difference| {name} vs {first} over timed steps: {gap:.2e}")
+    print(f"work per step: {step_work / 1e9:.1f} GFLOP (matmuls, forward + backward, padded)")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     src_lang, tgt_lang = args.pair.split("-")
@@ -201,101 +322,16 @@ def main(argv=None) -> int:
             f"bench_train: {train_source} not found (set --data or NMT_MULTI30K)", file=sys.stderr
         )
         return 2
-    import keras
-    import numpy as np
-    import tensorflow as tf
-
-    if args.config:
-        config = recipe_config(args, train_source, train_target)
-    else:
-        config = small_v1_config(args, train_source, train_target)
+    make_config = recipe_config if args.config else small_v1_config
+    config = make_config(args, train_source, train_target)
     vocab = vocabulary(config, args.vocab_cache / args.pair)
     variants = [v for v in args.variants.split(",") if v]
-    trainers, batches = {}, []
-    for name in variants:
-        # Build one at a time: a trainer seeds TF (tf.random.set_seed), which clears the eager
-        # kernel cache and with it the SentencePiece resources of pipelines built before.
-        trainers[name] = build_trainer(config, vocab, name)
-        if not batches:  # fixed batches, the same for every variant
-            for _ in range(args.batches):
-                (source, target_in), target_out = next(trainers[name].iterator)
-                batches.append((source, target_in, target_out))
-    for name, trainer in trainers.items():
-        layer = trainer.model.encoder.rnn_layers[0]
-        print(f"{name}: encoder layers are {type(layer).__module__}.{type(layer).__name__}")
-    reference = trainers[variants[0]].model.get_weights()
-    for name in variants[1:]:
-        trainers[name].model.set_weights(reference)  # same start: same numbers, same work
-
-    wall = {v: [] for v in variants}
-    cpu = {v: [] for v in variants}
-    losses = {v: [] for v in variants}
-    flops, target_tokens, all_tokens = [], [], []
-    for round_ in range(args.warmup + args.steps):
-        source, target_in, target_out = batches[round_ % len(batches)]
-        order = variants if round_ % 2 == 0 else list(reversed(variants))
-        for name in order:
-            start_wall, start_cpu = time.perf_counter(), time.process_time()
-            loss, tokens, _, _ = trainers[name].train_step(source, target_in, target_out)
-            loss = float(loss)  # waits for the step
-            elapsed_wall = time.perf_counter() - start_wall
-            elapsed_cpu = time.process_time() - start_cpu
-            if round_ >= args.warmup:
-                wall[name].append(elapsed_wall)
-                cpu[name].append(elapsed_cpu)
-                losses[name].append(loss)
-        if round_ >= args.warmup:
-            flops.append(step_flops(source, target_in, config.model, vocab.target_size))
-            target_tokens.append(int(tf.math.count_nonzero(target_out)))
-            all_tokens.append(float(tokens))
-
-    step_work = statistics.median(flops)
-    tgt_per_step = statistics.median(target_tokens)
-    all_per_step = statistics.median(all_tokens)
-    shapes = sorted({tuple(b[0].shape) + (b[1].shape[1],) for b in batches})
-    shape = f"{args.config.name} model" if args.config else "NMTSmallV1-like model"
-    print(
-        f"{shape} ({sum(int(np.prod(w.shape)) for w in reference):,} parameters), "
-        f"Multi30k {args.pair}, 8k joint SentencePiece, batch_tokens {args.batch_tokens} "
-        f"(shapes B x S x T: {', '.join('x'.join(map(str, s)) for s in shapes[:4])}"
-        f"{', ...' if len(shapes) > 4 else ''}), jit={args.jit}"
-    )
-    from nmt.precision import cpu_description
-
-    print(f"CPU: {cpu_description()}")
-    print(
-        f"TF {tf.__version__}, Keras {keras.__version__}, Python {platform.python_version()}, "
-        f"{os.cpu_count()} CPUs; median of {args.steps} alternated steps after {args.warmup} "
-        "warm-up steps"
-    )
-    print()
-    header = (
-        f"| variant | step wall s | step CPU s | target tok/s | src+tgt tok/s | GFLOP/s | "
-        f"vs {variants[0]} |"
-    )
-    print(header)
-    print("|" + "---|" * 7)
-    base = statistics.median(wall[variants[0]])
-    rows = []
-    for name in variants:
-        w, c = statistics.median(wall[name]), statistics.median(cpu[name])
-        rows.append({"variant": name, "wall_s": w, "cpu_s": c, "target_tok_s": tgt_per_step / w,
-                     "all_tok_s": all_per_step / w, "gflop_s": step_work / w / 1e9,
-                     "vs_first": base / w})  # fmt: skip
-        print(
-            f"| {name} | {w:.3f} | {c:.3f} | {tgt_per_step / w:,.0f} | {all_per_step / w:,.0f} | "
-            f"{step_work / w / 1e9:.1f} | {base / w:.2f}x |"
-        )
-    print()
-    for name in variants[1:]:
-        gap = max(abs(a - b) for a, b in zip(losses[name], losses[variants[0]], strict=True))
-        print(f"largest |loss difference| {name} vs {variants[0]} over timed steps: {gap:.2e}")
-    print(f"work per step: {step_work / 1e9:.1f} GFLOP (matmuls, forward + backward, padded)")
+    trainers, batches, reference = build_all(config, vocab, variants, args.batches)
+    timings = time_steps(args, trainers, batches, config, vocab)
+    shapes = print_setup(args, batches, reference)
+    rows, gaps = result_rows(timings, variants), loss_gaps(timings, variants)
+    print_table(rows, gaps, statistics.median(timings["flops"]))
     if args.json:
-        gaps = {
-            name: max(abs(a - b) for a, b in zip(losses[name], losses[variants[0]], strict=True))
-            for name in variants[1:]
-        }
         args.json.write_text(json.dumps({"batch_tokens": args.batch_tokens, "rows": rows,
                                          "loss_gap": gaps, "steps": args.steps,
                                          "shapes": shapes}, indent=1) + "\n")  # fmt: skip

@@ -255,7 +255,7 @@ def server_metrics(url: str) -> dict[str, float]:
     return totals
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--export-dir", help="start `nmt serve` on this export base")
@@ -274,6 +274,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--serve-args", default="", help="extra `nmt serve` options")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str], list[str]]:
+    """(arguments, the `nmt serve` options, the lines to send); bad ones exit 2."""
+    parser = _parser()
     args = parser.parse_args(argv)
     if not 1 <= args.clients <= 256:
         parser.error("--clients must be in 1..256")
@@ -288,21 +294,51 @@ def main(argv: list[str] | None = None) -> int:
     serve_args = shlex.split(args.serve_args)
     if any(a == "--host" or a.startswith("--host=") for a in serve_args):
         parser.error("--serve-args: --host is not allowed (the server listens on 127.0.0.1)")
-
     lines = SENTENCES
     if args.input:
         lines = [x for x in Path(args.input).read_text(encoding="utf-8").splitlines() if x]
         if not lines:
             parser.error(f"{args.input}: no non-empty lines")
+    return args, serve_args, lines
+
+
+def request_bodies(lines: list[str], strings: int) -> list[tuple[int, bytes]]:
+    """64 request bodies of `strings` lines each, drawn with a fixed seed."""
     rng = random.Random(13)
-    bodies = [
-        (
-            args.strings,
-            json.dumps({"instances": [rng.choice(lines) for _ in range(args.strings)]}).encode(),
-        )
+    return [
+        (strings, json.dumps({"instances": [rng.choice(lines) for _ in range(strings)]}).encode())
         for _ in range(64)
     ]
 
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def drive(url: str, bodies: list, args) -> tuple[list[Client], float]:
+    """Run the clients against `url` until the duration or the request budget is spent:
+    (the clients, seconds elapsed)."""
+    lock, budget = threading.Lock(), [args.max_requests]
+    start = time.monotonic()
+    clients = [
+        Client(url, bodies, start + args.duration, budget, lock, args.malformed_every)
+        for _ in range(args.clients)
+    ]
+    for c in clients:
+        c.start()
+    for c in clients:
+        c.join()
+    return clients, time.monotonic() - start
+
+
+def load_test(args, serve_args: list[str], bodies: list) -> dict:
+    """Start the server (with --export-dir) or check --url, drive it, stop what was started;
+    the clients, time and the server's counters before and after."""
     proc = None
     if args.export_dir:
         proc, url = start_server(args.export_dir, serve_args)
@@ -311,41 +347,33 @@ def main(argv: list[str] | None = None) -> int:
         loopback_only(urlsplit(url).hostname or "")
     try:
         before = server_metrics(url)
-        lock, budget = threading.Lock(), [args.max_requests]
-        start = time.monotonic()
-        clients = [
-            Client(url, bodies, start + args.duration, budget, lock, args.malformed_every)
-            for _ in range(args.clients)
-        ]
-        for c in clients:
-            c.start()
-        for c in clients:
-            c.join()
-        elapsed = time.monotonic() - start
+        clients, elapsed = drive(url, bodies, args)
         after = server_metrics(url)
-        alive = bool(after)
     finally:
         if proc is not None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_server(proc)
+    return {"url": url, "proc": proc, "clients": clients, "elapsed": elapsed,
+            "before": before, "after": after}  # fmt: skip
 
+
+def _delta(run: dict, name: str) -> float:
+    return run["after"].get(name, 0) - run["before"].get(name, 0)
+
+
+def build_report(args, run: dict) -> tuple[dict, dict[str, int]]:
+    """(the report, {error kind: count}) of a `load_test` run."""
+    clients, elapsed, proc = run["clients"], run["elapsed"], run["proc"]
     latencies = sorted(x for c in clients for x in c.latencies)
     errors: dict[str, int] = {}
     for c in clients:
         for key, n in c.errors.items():
             errors[key] = errors.get(key, 0) + n
-    if not alive:
+    if not run["after"]:
         errors["server metrics unreachable after the run"] = 1
-    runs = after.get("nmt_model_runs_total", 0) - before.get("nmt_model_runs_total", 0)
-    strings = after.get("nmt_translated_strings_total", 0) - before.get(
-        "nmt_translated_strings_total", 0
-    )
+    runs = _delta(run, "nmt_model_runs_total")
+    strings = _delta(run, "nmt_translated_strings_total")
     report = {
-        "url": url,
+        "url": run["url"],
         "clients": args.clients,
         "strings_per_request": args.strings,
         "seconds": round(elapsed, 3),
@@ -362,25 +390,36 @@ def main(argv: list[str] | None = None) -> int:
         "strings_per_model_run": round(strings / runs, 2) if runs else None,
         "server_exit_code": None if proc is None else proc.returncode,
     }
+    return report, errors
+
+
+def print_report(args, report: dict, errors: dict[str, int], elapsed: float) -> None:
     if args.json:
         print(json.dumps(report, indent=2))
-    else:
-        lat = report["latency_ms"]
-        malformed = ""
-        if args.malformed_every:
-            malformed = (
-                f"; {report['malformed_refused']}/{report['malformed_sent']} malformed "
-                "requests refused properly"
-            )
-        print(
-            f"{report['requests']} requests ({report['errors']} errors) in {elapsed:.1f} s from "
-            f"{args.clients} clients: {report['requests_per_second']} requests/s, "
-            f"{report['strings_per_second']} strings/s; latency p50 {lat['p50']} ms, "
-            f"p90 {lat['p90']} ms, p99 {lat['p99']} ms; "
-            f"strings per model run {report['strings_per_model_run']}{malformed}"
+        return
+    lat = report["latency_ms"]
+    malformed = ""
+    if args.malformed_every:
+        malformed = (
+            f"; {report['malformed_refused']}/{report['malformed_sent']} malformed "
+            "requests refused properly"
         )
-        for key, n in errors.items():
-            print(f"  {n} x {key}")
+    print(
+        f"{report['requests']} requests ({report['errors']} errors) in {elapsed:.1f} s from "
+        f"{args.clients} clients: {report['requests_per_second']} requests/s, "
+        f"{report['strings_per_second']} strings/s; latency p50 {lat['p50']} ms, "
+        f"p90 {lat['p90']} ms, p99 {lat['p99']} ms; "
+        f"strings per model run {report['strings_per_model_run']}{malformed}"
+    )
+    for key, n in errors.items():
+        print(f"  {n} x {key}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, serve_args, lines = parse_args(argv)
+    run = load_test(args, serve_args, request_bodies(lines, args.strings))
+    report, errors = build_report(args, run)
+    print_report(args, report, errors, run["elapsed"])
     return 1 if errors else 0
 
 

@@ -62,34 +62,59 @@ def median_seconds(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    if not args.src.is_file():
-        print(f"profile_search: {args.src}: file not found", file=sys.stderr)
-        return 2
+def source_batch(loaded, src: Path, n_lines: int):
+    """The first `n_lines` lines of `src` as one padded batch: (source (B, S) int32,
+    lengths (B,), the id rows with EOS)."""
     import numpy as np
     import tensorflow as tf
 
-    from nmt import constants, search
-    from nmt.checkpoints import load_model
-    from nmt.errors import NmtError
-    from nmt.translator import make_search_fn
+    from nmt import constants
 
-    try:
-        loaded = load_model(args.model, args.checkpoint)
-    except NmtError as e:
-        print(f"profile_search: {e}", file=sys.stderr)
-        return 2
-    model, k, steps = loaded.model, args.beam, args.length
     sp = loaded.vocab.processor("source")
-    with open(args.src, encoding="utf-8") as f:
-        lines = [line.rstrip("\n") for _, line in zip(range(args.lines), f, strict=False)]
+    with open(src, encoding="utf-8") as f:
+        lines = [line.rstrip("\n") for _, line in zip(range(n_lines), f, strict=False)]
     ids = [sp.encode(line) + [constants.EOS_ID] for line in lines]
-    batch, width = len(ids), max(map(len, ids))
-    source = np.zeros((batch, width), np.int32)
+    source = np.zeros((len(ids), max(map(len, ids))), np.int32)
     for i, row in enumerate(ids):
         source[i, : len(row)] = row
-    source, lengths = tf.constant(source), tf.constant([len(r) for r in ids], tf.int32)
+    return tf.constant(source), tf.constant([len(r) for r in ids], tf.int32), ids
+
+
+def decoder_steps_fn(model, source, k: int, steps: int, with_top_k: bool):
+    """A tf.function running `steps` decoder steps on batch x k rows, argmax fed back (with
+    log-softmax and top-k over the vocabulary at every step when `with_top_k`)."""
+    import tensorflow as tf
+
+    from nmt import constants, search
+
+    memory, mask, state0 = model.encode(source, training=False)
+    tiled = search.tile_beams(model.prepare_memory(memory, mask), k)
+    state = search.tile_beams(state0, k)
+    first = tf.fill([int(source.shape[0]) * k], constants.BOS_ID)
+
+    @tf.function(autograph=False)
+    def run():
+        x, s, out = first, state, None
+        for _ in range(steps):
+            logits, s, _ = model.step(x, s, tiled, training=False)  # (N, V)
+            if with_top_k:
+                log_probs = tf.nn.log_softmax(logits)  # (N, V)
+                out, words = tf.math.top_k(log_probs, k=k)  # (N, K)
+                x = words[:, 0]
+            else:
+                out = logits
+                x = tf.argmax(logits, axis=-1, output_type=tf.int32)  # (N,)
+        return out
+
+    return run
+
+
+def time_parts(model, source, lengths, k: int, steps: int, repeats: int) -> dict[str, float]:
+    """Median seconds of the full search, the encoder, the decoder steps with and without
+    top-k."""
+    import tensorflow as tf
+
+    from nmt.translator import make_search_fn
 
     searcher = make_search_fn(
         model, beam_size=k, max_length_a=steps, max_length_b=0.0, min_length=steps
@@ -101,36 +126,21 @@ def main(argv=None) -> int:
         memory, mask, _ = model.encode(source, training=False)
         return model.prepare_memory(memory, mask)[0]
 
-    memory, mask, state0 = model.encode(source, training=False)
-    tiled = search.tile_beams(model.prepare_memory(memory, mask), k)
-    state = search.tile_beams(state0, k)
-    first = tf.fill([batch * k], constants.BOS_ID)
-
-    def decoder_steps(with_top_k: bool):
-        @tf.function(autograph=False)
-        def run():
-            x, s, out = first, state, None
-            for _ in range(steps):
-                logits, s, _ = model.step(x, s, tiled, training=False)  # (N, V)
-                if with_top_k:
-                    log_probs = tf.nn.log_softmax(logits)  # (N, V)
-                    out, words = tf.math.top_k(log_probs, k=k)  # (N, K)
-                    x = words[:, 0]
-                else:
-                    out = logits
-                    x = tf.argmax(logits, axis=-1, output_type=tf.int32)  # (N,)
-            return out
-
-        return run
-
-    plain, topk = decoder_steps(False), decoder_steps(True)
-    timings = {
-        "search": median_seconds(lambda: full(source, lengths).numpy(), args.repeats),
-        "encoder": median_seconds(lambda: encode().numpy(), args.repeats),
-        "steps": median_seconds(lambda: plain().numpy(), args.repeats),
-        "steps+topk": median_seconds(lambda: topk().numpy(), args.repeats),
+    plain = decoder_steps_fn(model, source, k, steps, False)
+    topk = decoder_steps_fn(model, source, k, steps, True)
+    return {
+        "search": median_seconds(lambda: full(source, lengths).numpy(), repeats),
+        "encoder": median_seconds(lambda: encode().numpy(), repeats),
+        "steps": median_seconds(lambda: plain().numpy(), repeats),
+        "steps+topk": median_seconds(lambda: topk().numpy(), repeats),
     }
-    vocab_size = int(model.target_vocab_size)
+
+
+def print_profile(args, loaded, ids: list, timings: dict[str, float]) -> None:
+    import numpy as np
+
+    batch, width, k, steps = len(ids), max(map(len, ids)), args.beam, args.length
+    vocab_size = int(loaded.model.target_vocab_size)
     mean_source = float(np.mean([len(r) for r in ids]))
     row_flops = decoder_step_flops(loaded.config.model, vocab_size, width)
     flops = row_flops * batch * k * steps
@@ -160,6 +170,24 @@ def main(argv=None) -> int:
         f"({row_flops / 1e6:.1f} MFLOP a row "
         f"and step), {flops / timings['steps'] / 1e9:.0f} GFLOP/s"
     )
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if not args.src.is_file():
+        print(f"profile_search: {args.src}: file not found", file=sys.stderr)
+        return 2
+    from nmt.checkpoints import load_model
+    from nmt.errors import NmtError
+
+    try:
+        loaded = load_model(args.model, args.checkpoint)
+    except NmtError as e:
+        print(f"profile_search: {e}", file=sys.stderr)
+        return 2
+    source, lengths, ids = source_batch(loaded, args.src, args.lines)
+    timings = time_parts(loaded.model, source, lengths, args.beam, args.length, args.repeats)
+    print_profile(args, loaded, ids, timings)
     return 0
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench.common import NMT_A, NMT_B, NOT_RUN, PEER_BATCH, PEER_NAME, SECTION_TITLES, BenchError
 from bench.logs import LogWindow, parse_parameters, peer_steady_rate, steady_rate
-from bench.markdown import fmt, format_table, mib
+from bench.markdown import command_block, fmt, format_table, mib
 from bench.prose import fill
 
 if TYPE_CHECKING:
@@ -246,4 +246,4 @@ def render(ctx: Benchmark, out: dict) -> str:
         b_sentences=f"{b['mean_sentences']:.1f}",
         b_tokens=f"{b['mean_tokens']:.0f}",
     )
-    return "\n".join([text, "", *[f"    {c}" for c in out["commands"]]])
+    return "\n".join([text, "", command_block(out["commands"])])

@@ -23,7 +23,7 @@ from bench.inputs import (
     spm_processor,
     target_spm,
 )
-from bench.markdown import fmt, format_table, mib, write_atomic
+from bench.markdown import command_block, fmt, format_table, mib, shown_path, write_atomic
 from bench.proc import nmt_cli
 from bench.prose import fill
 
@@ -337,11 +337,11 @@ def render(ctx: Benchmark, out: dict) -> str:
         tgt_lang=ctx.tgt_lang,
         steps=out["steps"],
         length_rule=length_rule,
-        limited=out.get("limited_model_dir", ""),
+        limited=shown_path(out.get("limited_model_dir", "")),
         least=least,
         limit=limit,
         batch_tokens=out.get("batch_tokens", "its config"),
         peer_infer_batch=PEER_INFER_BATCH,
         table=decode_table(ctx, out),
     )
-    return "\n".join([text, "", *[f"    {c}" for c in dict.fromkeys(commands)]])
+    return "\n".join([text, "", command_block(commands)])

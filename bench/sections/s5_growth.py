@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from bench.common import SECTION_TITLES, BenchError
 from bench.logs import steady_rate
-from bench.markdown import fmt, format_table, mib, write_atomic
+from bench.markdown import command_block, fmt, format_table, mib, shown_path, write_atomic
 from bench.prose import fill
 
 if TYPE_CHECKING:
@@ -145,9 +145,9 @@ def render(ctx: Benchmark, out: dict) -> str:
         title=SECTION_TITLES[5],
         provenance=ctx.provenance(),
         train_table=train_table(out["train"]),
-        model=out["model"],
+        model=shown_path(out["model"]),
         parameters=f"{d['parameters']:,}",
-        checkpoint=d["checkpoint"],
+        checkpoint=shown_path(d["checkpoint"]),
         sweep_count=ctx.plan.sweep_count,
         batch_tokens=d["batch_tokens"],
         length_penalty=d["length_penalty"],
@@ -156,7 +156,7 @@ def render(ctx: Benchmark, out: dict) -> str:
         decode_table=decode_table(d["rows"]),
         plot=os.path.relpath(Path(out["plot"]), ctx.args.out.resolve().parent),
     )
-    return "\n".join([text, "", *[f"    {c}" for c in out["commands"]]])
+    return "\n".join([text, "", command_block(out["commands"])])
 
 
 def plots_dir(ctx: Benchmark) -> Path:

@@ -1,4 +1,4 @@
-"""bench/peer.py without OpenNMT-tf: log parsing, vocabulary, data, config, runs, BLEU."""
+"""bench/peer without OpenNMT-tf: log parsing, vocabulary, data, config, runs, BLEU."""
 
 import os
 import stat

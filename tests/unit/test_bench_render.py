@@ -4,11 +4,12 @@ paragraph on one line, and the figures of the dict in the text."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
-from bench import prose
+from bench import markdown, prose
 from bench.common import SECTION_TITLES, BenchError
 from bench.sections import SECTIONS
 from tests.helpers import bench_samples as samples
@@ -140,3 +141,75 @@ def test_fill_rejects_a_bad_dollar_and_a_missing_template(templates):
         prose.fill("bad")
     with pytest.raises(BenchError, match=r"missing\.md: cannot read the template"):
         prose.fill("missing")
+
+
+# ---- paths and command lines as BENCHMARKS.md shows them
+
+
+def test_shown_path_is_relative_to_the_repository_or_beside_it(tmp_path):
+    repo, home = tmp_path / "work" / "nmt", tmp_path / "home"
+    where = {"repo": repo, "home": home}
+    assert markdown.shown_path(repo / "runs" / "bench" / "s3", **where) == "runs/bench/s3"
+    shared = repo.parent / "shared" / "data" / "multi30k" / "test2016.en"
+    assert markdown.shown_path(shared, **where) == "../shared/data/multi30k/test2016.en"
+    assert markdown.shown_path(f"{repo}/runs/../runs/x", **where) == "runs/x"
+    assert markdown.shown_path(repo, **where) == "."
+    venv = home / ".cache" / "nmt" / "venv-onmt"
+    assert markdown.shown_path(venv, **where) == "~/.cache/nmt/venv-onmt"
+    assert markdown.shown_path("runs/ende_b", **where) == "runs/ende_b"  # relative: kept
+    assert markdown.shown_path("", **where) == ""
+    assert markdown.shown_path("/elsewhere/x", **where) == "/elsewhere/x"  # nothing to shorten
+
+
+def test_shown_command_relativises_every_absolute_path(tmp_path):
+    repo, home = tmp_path / "nmt", tmp_path / "home"
+    data = repo.parent / "shared" / "data" / "multi30k"
+    command = [
+        home / "venv" / "bin" / "python3.11",
+        repo / "scripts" / "benchmark.py",
+        "translate",
+        data / "test2016.en",
+        "--model",
+        "runs/ende_b",
+        "--set",
+        f"data.train_source={data / 'train.en'}",
+        f"--out={repo / 'my out.txt'}",
+    ]
+    shown = markdown.shown_command(command, repo=repo, home=home)
+    assert shown == (
+        "python scripts/benchmark.py translate ../shared/data/multi30k/test2016.en --model "
+        "runs/ende_b --set data.train_source=../shared/data/multi30k/train.en '--out=my out.txt'"
+    )
+    onmt = f"{home}/.cache/nmt/venv-onmt/bin/onmt-main --config {repo}/runs/data.yml train"
+    assert markdown.shown_command(onmt, repo=repo, home=home) == (
+        "onmt-main --config runs/data.yml train"
+    )
+    kept = "nmt train --config  runs/a.yaml --set 'train.max_steps=20'"
+    assert markdown.shown_command(kept, repo=repo, home=home) == kept  # nothing to change
+
+
+def test_sections_render_commands_without_this_machines_paths(tmp_path):
+    ctx = samples.sample_context(tmp_path)
+    data = REPO.parent / "shared" / "data" / "multi30k"
+    nmt = f"{Path(sys.executable).with_name('nmt')} translate {data / 'test2016.en'}"
+    onmt = f"{Path.home()}/.cache/nmt/venv-onmt/bin/onmt-main --config {REPO}/runs/d.yml infer"
+    s2 = {**samples.s2_result(), "commands": [f"{nmt} --model {REPO / 'runs' / 'a'}", onmt]}
+    text = SECTIONS[2].render(ctx, s2)
+    assert text.endswith(
+        ":\n\n    nmt translate ../shared/data/multi30k/test2016.en --model runs/a\n"
+        "    onmt-main --config runs/d.yml infer"
+    )
+    s3 = samples.s3_result()
+    s3["rows"] = [{**row, "command": nmt} for row in s3["rows"]]
+    s3["limited_model_dir"] = str(REPO / "runs" / "bench" / "s3" / "limited")
+    text = SECTIONS[3].render(ctx, s3)
+    assert text.endswith(":\n\n    nmt translate ../shared/data/multi30k/test2016.en")
+    assert "`runs/bench/s3/limited`" in text
+    s5 = samples.s5_result(tmp_path / "plots" / "cost_growth.png")
+    s5.update(model=str(REPO / "runs" / "ende_b"), commands=[nmt])
+    s5["decode"] = {**s5["decode"], "checkpoint": str(REPO / "runs/ende_b/best/ckpt-3593")}
+    text = SECTIONS[5].render(ctx, s5)
+    assert "Decoding with runs/ende_b (12,660,544 parameters, runs/ende_b/best/ckpt-3593)" in text
+    machine = [str(REPO)] + ([str(Path.home())] if Path.home() != Path("/") else [])
+    for rendered in (SECTIONS[2].render(ctx, s2), text, ctx.provenance()):
+        assert not any(path in rendered for path in machine), rendered
