@@ -34,6 +34,7 @@ LAYERS = [
     ["layers.lstm_kernel"],
     ["layers.cudnn", "layers.lstm_cell"],
     ["layers.lstm", "layers.attention", "layers.dropout"],
+    ["feeding_loop"],
     ["layers", "encoder", "decoder"],
     ["model"],
     ["modeldir"],
