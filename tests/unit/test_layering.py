@@ -41,6 +41,7 @@ LAYERS = [
     ["checkpoint_files"],
     ["checkpoints", "search_options"],
     ["averaging"],
+    ["search_loop"],
     ["search", "shortlist"],
     ["ensemble"],
     ["translator"],
