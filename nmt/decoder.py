@@ -378,7 +378,7 @@ class Decoder(keras.layers.Layer):
     def _feeding_loop(
         self, embedded, memory, memory_mask, keys, initial_state, training, return_attention
     ):
-        """With input feeding: one tf.while_loop over t (its step XLA-compiled with `loop_jit`).
+        """With input feeding: `FeedingLoop`, one tf.while_loop over t (`loop_jit`: XLA steps).
 
         Returns `(h~ (B, T, units), attention float32 (B, T, S) or None)`; the attention
         weights are kept only when `return_attention` is set.

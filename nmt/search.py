@@ -21,9 +21,10 @@ them). The searches then rank, block and pick columns, and map each picked colum
 token = vocab_ids[column], for the ids they feed to step_fn and the ids they return; the
 softmax is over the K columns. Without `vocab_ids` (None) column j is id j (K = V).
 
-Both searches run as a single `tf.while_loop` and work eagerly or traced by `tf.function` with
-unknown batch size, source length and maximum length. Ensembles need nothing more:
-`ensemble_step_fn` makes one step function of several members' (probabilities averaged).
+Both searches run as a single `tf.while_loop` (`search_loop.search_loop`, nmt/search_loop.py)
+and work eagerly or traced by `tf.function` with unknown batch size, source length and
+maximum length. Ensembles need nothing more: `ensemble_step_fn` makes one step function of
+several members' (probabilities averaged).
 
 Conventions shared by both searches:
 
