@@ -6,10 +6,10 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from nmt.feeding_loop import FeedingLoop, state_dtype
 from nmt.layers.attention import SCORES, Attention
 from nmt.layers.dropout import extra_dropouts, resolve_rate
 from nmt.layers.lstm import LSTM
-from nmt.layers.lstm_kernel import LoopMatmul, lstm_step
 
 BRIDGES = ("copy", "dense", "none")
 
@@ -95,9 +95,15 @@ class OutputProjection(keras.layers.Layer):
         return config
 
 
-def _state_dtype(cell):
-    """Dtype of the cell state c: the cell's `state_dtype` (float32 under 16-bit policies)."""
-    return getattr(cell, "state_dtype", cell.compute_dtype)
+def _check_arguments(attention, bridge, tie_output_embeddings, embedding_dim, units):
+    if attention not in SCORES:
+        raise ValueError(f"attention must be one of {', '.join(SCORES)}, got {attention!r}")
+    if bridge not in BRIDGES:
+        raise ValueError(f"bridge must be one of {', '.join(BRIDGES)}, got {bridge!r}")
+    if tie_output_embeddings and embedding_dim != units:
+        raise ValueError(
+            f"tie_output_embeddings needs embedding_dim == units, got {embedding_dim} and {units}"
+        )
 
 
 @keras.saving.register_keras_serializable(package="nmt")
@@ -197,15 +203,7 @@ class Decoder(keras.layers.Layer):
         # weight is cast explicitly below.
         kwargs.pop("autocast", None)
         super().__init__(autocast=False, **kwargs)
-        if attention not in SCORES:
-            raise ValueError(f"attention must be one of {', '.join(SCORES)}, got {attention!r}")
-        if bridge not in BRIDGES:
-            raise ValueError(f"bridge must be one of {', '.join(BRIDGES)}, got {bridge!r}")
-        if tie_output_embeddings and embedding_dim != units:
-            raise ValueError(
-                f"tie_output_embeddings needs embedding_dim == units, got {embedding_dim} "
-                f"and {units}"
-            )
+        _check_arguments(attention, bridge, tie_output_embeddings, embedding_dim, units)
         # === Config ===
         self.vocab_size = vocab_size
         self.embedding_dim = embedding_dim
@@ -227,45 +225,45 @@ class Decoder(keras.layers.Layer):
         # Runtime switch, not config (set from `train.decoder_loop_jit`): XLA-compile each
         # step of the input-feeding loop of `call()`.
         self.loop_jit = False
+        self._make_layers(embedding)
 
-        # === Layers ===
+    def _make_layers(self, embedding):
+        """The sublayers and seed generators, in the order of the checkpoint layout."""
+        policy, units, rates = self.dtype_policy, self.units, self._rates()
         if embedding is None:
             embedding = keras.layers.Embedding(
-                vocab_size, embedding_dim, dtype=self.dtype_policy, name="embedding"
+                self.vocab_size, self.embedding_dim, dtype=policy, name="embedding"
             )
         self.embedding = embedding
-        rates = self._rates()
-        self.dropout_layer = keras.layers.Dropout(rates["embedding"], dtype=self.dtype_policy)
+        self.dropout_layer = keras.layers.Dropout(rates["embedding"], dtype=policy)
         # Draws the input-feeding loop's masks (h~ and between layers) all at once.
         loop_noise = rates["output"] > 0 or rates["hidden"] > 0
         self.seed_generator = keras.random.SeedGenerator() if loop_noise else None
-        self.word_seed = keras.random.SeedGenerator() if word_dropout > 0 else None
+        self.word_seed = keras.random.SeedGenerator() if self.word_dropout > 0 else None
         self.rnn_layers = [
-            LSTM(units, return_sequences=True, dtype=self.dtype_policy, name=f"lstm_{i}")
-            for i in range(num_layers)
+            LSTM(units, return_sequences=True, dtype=policy, name=f"lstm_{i}")
+            for i in range(self.num_layers)
         ]
         self.attention_layer = Attention(
-            attention,
-            scale=attention_scale,
-            dropout=attention_dropout,
-            lr_scale=attention_lr_scale,
-            dtype=self.dtype_policy,
+            self.attention,
+            scale=self.attention_scale,
+            dropout=self.attention_dropout,
+            lr_scale=self.attention_lr_scale,
+            dtype=policy,
             name="attention",
         )
-        self.bridge_layers = []
-        if bridge == "dense":
-            for i in range(num_layers):
-                for part in ("h", "c"):
-                    self.bridge_layers.append(
-                        keras.layers.Dense(units, dtype=self.dtype_policy, name=f"bridge_{part}{i}")
-                    )
+        self.bridge_layers = [
+            keras.layers.Dense(units, dtype=policy, name=f"bridge_{part}{i}")
+            for i in range(self.num_layers if self.bridge == "dense" else 0)
+            for part in ("h", "c")
+        ]
         self.output_projection = OutputProjection(
-            vocab_size,
-            tied_embedding=embedding if tie_output_embeddings else None,
-            dtype=self.dtype_policy,
+            self.vocab_size,
+            tied_embedding=embedding if self.tie_output_embeddings else None,
+            dtype=policy,
             name="output_projection",
         )
-        self.site_dropouts = extra_dropouts(rates["embedding"], rates, self.dtype_policy)
+        self.site_dropouts = extra_dropouts(rates["embedding"], rates, policy)
 
     def _rates(self) -> dict[str, float]:
         return {
@@ -329,7 +327,7 @@ class Decoder(keras.layers.Layer):
                     for i, (h, c) in enumerate(encoder_states)
                 )
         layer_states = tuple(
-            (ops.cast(h, self.compute_dtype), ops.cast(c, _state_dtype(layer.cell)))
+            (ops.cast(h, self.compute_dtype), ops.cast(c, state_dtype(layer.cell)))
             for (h, c), layer in zip(layer_states, self.rnn_layers, strict=True)
         )
         return layer_states, ops.zeros_like(layer_states[-1][0])
@@ -380,7 +378,7 @@ class Decoder(keras.layers.Layer):
     def _feeding_loop(
         self, embedded, memory, memory_mask, keys, initial_state, training, return_attention
     ):
-        """With input feeding: one tf.while_loop over t (its step XLA-compiled with `loop_jit`).
+        """With input feeding: `FeedingLoop`, one tf.while_loop over t (`loop_jit`: XLA steps).
 
         Returns `(h~ (B, T, units), attention float32 (B, T, S) or None)`; the attention
         weights are kept only when `return_attention` is set.
@@ -392,133 +390,12 @@ class Decoder(keras.layers.Layer):
         if bool(training) and self.attention_dropout > 0:  # attention dropout, float32 (T, B, S)
             shape = (tf.shape(embedded)[1], tf.shape(memory)[0], tf.shape(memory)[1])
             weights = self.attention_layer.weight_noise(shape, True)
-        return self._loop(
-            embedded, memory, memory_mask, keys, initial_state, (noise, weights), return_attention
-        )
-
-    def _loop(self, embedded, memory, memory_mask, keys, initial_state, noise, return_attention):
-        """The input-feeding loop itself; `noise`: the pair (dropout masks (T, L, B, units),
-        attention-dropout masks (T, B, S) float32), each None when off."""
-        dtype = self.compute_dtype
-        units, emb_dim, num_layers = self.units, self.embedding_dim, self.num_layers
         cells = [layer.cell for layer in self.rnn_layers]
-        batch, steps = tf.shape(embedded)[0], tf.shape(embedded)[1]
-
-        # Weights read once. Layer 1: the embedding rows of its kernel act on all steps at once;
-        # the fed-h~ rows and the recurrent kernel are stacked to act on [h~_{t-1}; h^1_{t-1}].
-        kernel = ops.cast(cells[0].kernel, dtype)  # (E + units, 4 units)
-        emb_kernel, feed_kernel = tf.split(kernel, [emb_dim, units], axis=0)  # (E | units, 4u)
-        first_bias = ops.cast(cells[0].bias, dtype)  # (4 units,)
-        first_recurrent = ops.concatenate(
-            [feed_kernel, ops.cast(cells[0].recurrent_kernel, dtype)], axis=0
-        )  # (2 units, 4 units)
-        stacked = [
-            ops.concatenate(
-                [ops.cast(cell.kernel, dtype), ops.cast(cell.recurrent_kernel, dtype)], axis=0
-            )  # (2 units, 4 units)
-            for cell in cells[1:]
-        ]
-        biases = [ops.cast(cell.bias, dtype) for cell in cells[1:]]  # (4 units,)
-        params = self.attention_layer.parameters(dtype)
-
-        time_major = tf.transpose(embedded, [1, 0, 2])  # (T, B, E)
-        projected = tf.matmul(tf.reshape(time_major, [-1, emb_dim]), emb_kernel)
-        projected = tf.reshape(projected + first_bias, [steps, batch, 4 * units])  # (T, B, 4u)
-
-        # Every in-loop matmul with a weight: [h~_{t-1}; h^1_{t-1}] for layer 1 (plus the
-        # hoisted projection), [in_l; h^l_{t-1}] for layer l (plus its bias), [c_t; out_L] W_c.
-        gates = [steps, batch, 4 * units]
-        matmuls = [LoopMatmul(first_recurrent, steps, batch, base=projected)]
-        for weight, bias in zip(stacked, biases, strict=True):
-            matmuls.append(LoopMatmul(weight, steps, batch, base=tf.broadcast_to(bias, gates)))
-        matmuls.append(LoopMatmul(params["output_kernel"], steps, batch))
-
-        noise, weight_noise = noise
-        use_noise, use_weight_noise = noise is not None, weight_noise is not None
-        if use_noise:
-            noise_ta = tf.TensorArray(dtype, size=steps, element_shape=[num_layers, None, units])
-            noise_ta = noise_ta.unstack(noise)
-        if use_weight_noise:
-            weight_noise_ta = tf.TensorArray(tf.float32, size=steps, element_shape=[None, None])
-            weight_noise_ta = weight_noise_ta.unstack(weight_noise)
-        outputs_ta = tf.TensorArray(dtype, size=steps, element_shape=[None, units])
-        # The attention weights travel through the loop only when they are wanted.
-        kept = (
-            (tf.TensorArray(tf.float32, size=steps, element_shape=[None, None]),)
-            if return_attention
-            else ()
+        loop = FeedingLoop(
+            cells, self.attention_layer, self._residual_at, self.compute_dtype, self.loop_jit
         )
-
-        layer_states, feed = initial_state
-        hs = tuple(ops.cast(h, dtype) for h, _ in layer_states)
-        cs = tuple(
-            ops.cast(c, _state_dtype(cell))
-            for (_, c), cell in zip(layer_states, cells, strict=True)
-        )
-        feed = ops.cast(feed, dtype)
-
-        def compute(offsets, masks, weight_masks, hs, cs, feed):
-            """One step on tensors only (no TensorArrays), so that it can be XLA-compiled.
-
-            Returns (new hs, new cs, h~ (B, units), attention (B, S), every loop-matmul input).
-            """
-            new_hs, new_cs, xs, top = [], [], [], feed
-            for i in range(num_layers):
-                inputs = top * masks[i] if masks is not None and i > 0 else top  # (B, units)
-                x = tf.concat([inputs, hs[i]], 1)  # (B, 2 units)
-                xs.append(x)
-                z = matmuls[i].apply(x, offsets[i])  # (B, 4 units)
-                h, c = lstm_step(z, cs[i], cells[i].activation, cells[i].recurrent_activation)
-                new_hs.append(h)
-                new_cs.append(c)
-                top = h + inputs if i > 0 and self._residual_at(i, inputs) else h  # (B, units)
-            context, weights = self.attention_layer.attend(
-                top, memory, memory_mask, keys, params, weight_masks
-            )
-            # h~ = tanh([c_t; out_L] W_c), as Attention.attentional_hidden.
-            joined = tf.concat([context, top], 1)  # (B, units + units)
-            xs.append(joined)
-            h_tilde = tf.tanh(matmuls[-1].apply(joined, offsets[-1]))  # (B, units)
-            if masks is not None:
-                h_tilde = h_tilde * masks[0]
-            return tuple(new_hs), tuple(new_cs), h_tilde, weights, tuple(xs)
-
-        if self.loop_jit:  # one XLA cluster per step, forward and backward
-            compute = tf.function(compute, jit_compile=True)
-
-        def body(t, hs, cs, feed, outputs_ta, kept, recorded):
-            masks = noise_ta.read(t) if use_noise else None  # (L, B, units)
-            weight_masks = weight_noise_ta.read(t) if use_weight_noise else None  # (B, S)
-            offsets = [matmul.offset(t) for matmul in matmuls]  # (B, 4u) ..., (B, units)
-            new_hs, new_cs, h_tilde, weights, xs = compute(
-                offsets, masks, weight_masks, hs, cs, feed
-            )
-            if return_attention:
-                kept = (kept[0].write(t, weights),)  # (B, S) at t; train.coverage_loss's gradient
-            recorded = tuple(LoopMatmul.record(r, t, x) for r, x in zip(recorded, xs, strict=True))
-            outputs_ta = outputs_ta.write(t, h_tilde)
-            return (t + 1, new_hs, new_cs, h_tilde, outputs_ta, kept, recorded)
-
-        _, _, _, _, outputs_ta, kept, recorded = tf.while_loop(
-            lambda t, *_: t < steps,
-            body,
-            (
-                tf.constant(0),
-                hs,
-                cs,
-                feed,
-                outputs_ta,
-                kept,
-                tuple(m.recorded for m in matmuls),
-            ),
-            maximum_iterations=steps,  # XLA needs a bound for TensorArrays written in the loop
-        )
-        for matmul, stack in zip(matmuls, recorded, strict=True):
-            matmul.finish(stack)
-        h_tilde = tf.transpose(outputs_ta.stack(), [1, 0, 2])  # (B, T, units)
-        if not return_attention:
-            return h_tilde, None
-        return h_tilde, tf.transpose(kept[0].stack(), [1, 0, 2])  # (B, T, S)
+        bundle = (memory, memory_mask, keys)
+        return loop.run(embedded, bundle, initial_state, (noise, weights), return_attention)
 
     def _loop_masks(self, steps, batch, dtype):
         """Dropout masks for h~ (index 0) and the inputs of layers 2..L (index l), all steps:

@@ -21,9 +21,10 @@ them). The searches then rank, block and pick columns, and map each picked colum
 token = vocab_ids[column], for the ids they feed to step_fn and the ids they return; the
 softmax is over the K columns. Without `vocab_ids` (None) column j is id j (K = V).
 
-Both searches run as a single `tf.while_loop` and work eagerly or traced by `tf.function` with
-unknown batch size, source length and maximum length. Ensembles need nothing more:
-`ensemble_step_fn` makes one step function of several members' (probabilities averaged).
+Both searches run as a single `tf.while_loop` (`search_loop.search_loop`, nmt/search_loop.py)
+and work eagerly or traced by `tf.function` with unknown batch size, source length and
+maximum length. Ensembles need nothing more: `ensemble_step_fn` makes one step function of
+several members' (probabilities averaged).
 
 Conventions shared by both searches:
 
@@ -62,13 +63,15 @@ Conventions shared by both searches:
 
 from __future__ import annotations
 
+import functools
 import numbers
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import tensorflow as tf
 
-from nmt.search_options import check_sampling, force_prefix, prefix_columns, sample_columns
+from nmt.search_loop import Setup, search_loop, setup, to_vocab
+from nmt.search_options import check_sampling, sample_columns
 
 StepFn = Callable[[tf.Tensor, tf.Tensor, Any], "tuple[tf.Tensor, Any, tf.Tensor | None]"]
 
@@ -111,9 +114,6 @@ def length_penalty(lengths: Any, alpha: Any) -> tf.Tensor:
     """
     lengths = tf.cast(lengths, tf.float32)
     return tf.pow((5.0 + lengths) / 6.0, tf.cast(alpha, tf.float32))
-
-
-_gnmt_penalty = length_penalty  # `beam_search` has an argument named `length_penalty`
 
 
 def top_k_over_beams(scores: tf.Tensor, k: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -212,84 +212,50 @@ def ensemble_step_fn(step_fns: Sequence[StepFn]) -> StepFn:
     return step_fn
 
 
-# ----------------------------------------------------------------------------- helpers
-
-
-def _keep_shape(new: Any, old: Any) -> Any:
-    """Give loop outputs at least the static shape of their inputs (while_loop invariants)."""
-    return tf.nest.map_structure(lambda n, o: tf.ensure_shape(n, o.shape), new, old)
-
-
-def _checked_step(step_fn: StepFn, ids, step, state, return_attention: bool):
-    logits, new_state, attention = step_fn(ids, step, state)
-    tf.nest.assert_same_structure(state, new_state)
-    new_state = _keep_shape(new_state, state)
-    if return_attention and attention is None:
-        raise ValueError("return_attention=True but step_fn returned attention=None")
-    log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)  # (N, V)
-    return log_probs, new_state, attention
-
-
-def block_eos(
-    log_probs: tf.Tensor, step: tf.Tensor, min_length: Any, max_lengths: tf.Tensor, eos_id: int
-) -> tf.Tensor:
-    """Set log p(EOS) to -inf for rows that may not end yet: float (N, V) -> (N, V).
-
-    `max_lengths` is int (N,); a row is blocked while step < min_length and step < its
-    max_lengths (its forced EOS is never blocked). A Python 0 adds no ops. `eos_id` is the
-    column of EOS (an int or an int32 scalar tensor: its shortlist column, see `_columns`).
-    """
-    if isinstance(min_length, numbers.Integral) and min_length <= 0:
-        return log_probs
-    blocked = (step < tf.cast(min_length, tf.int32)) & (step < max_lengths)  # (N,)
-    is_eos = tf.equal(tf.range(tf.shape(log_probs)[1]), eos_id)  # (V,)
-    return tf.where(blocked[:, None] & is_eos[None, :], _NEG_INF, log_probs)  # (N, V)
-
-
-def _columns(vocab_ids: Any, eos_id: int) -> tuple[Any, Any]:
-    """(vocab_ids int32 (K,) or None, the column of EOS): the identity map gives (None, eos_id).
-
-    With a shortlist, EOS must be one of its ids (an assertion in the graph), so that a
-    hypothesis can always end and min-length blocking has a column to block.
-    """
-    if vocab_ids is None:
-        return None, eos_id
-    vocab_ids = tf.ensure_shape(tf.cast(vocab_ids, tf.int32), [None])  # (K,)
-    is_eos = tf.equal(vocab_ids, eos_id)  # (K,)
-    check = tf.debugging.assert_equal(
-        tf.reduce_any(is_eos), True, message="the shortlist (vocab_ids) must hold eos_id"
-    )
-    with tf.control_dependencies([check]):
-        column = tf.argmax(tf.cast(is_eos, tf.int32), output_type=tf.int32)  # ()
-    return vocab_ids, column
-
-
-def _to_vocab(columns: tf.Tensor, vocab_ids: Any) -> tf.Tensor:
-    """Vocabulary ids of picked columns: vocab_ids[columns], or the columns themselves."""
-    return columns if vocab_ids is None else tf.gather(vocab_ids, columns)
-
-
-def _max_lengths(max_lengths: Any, batch: tf.Tensor, prefix=None) -> tuple[tf.Tensor, tf.Tensor]:
-    """(max_lengths int32 (B,), their maximum): raised to the prefix lengths when given."""
-    max_lengths = tf.reshape(tf.cast(max_lengths, tf.int32), [-1])  # (B,)
-    max_lengths = tf.ensure_shape(max_lengths, [None])
-    tf.debugging.assert_equal(
-        tf.shape(max_lengths)[0], batch, message="max_lengths must have one entry per batch row"
-    )
-    if prefix is not None:
-        max_lengths = tf.maximum(max_lengths, prefix[1])  # (B,)
-    longest = tf.maximum(tf.reduce_max(tf.concat([max_lengths, [0]], axis=0)), 0)
-    return max_lengths, longest
-
-
 # ----------------------------------------------------------------------------- greedy
 
 
-def _running(v, longest):
-    """Loop condition: always take step 0, then go on while a hypothesis is unfinished."""
-    return tf.logical_or(
-        tf.equal(v["step"], 0),
-        tf.logical_and(v["step"] <= longest, tf.logical_not(tf.reduce_all(v["finished"]))),
+def _greedy_column(log_probs, step, sampling):
+    """The column (B,) each row takes: the argmax, or a draw; sampling = (topk, temp, seeds)."""
+    topk, temperature, seeds = sampling
+    if topk == 1:
+        return tf.argmax(log_probs, axis=-1, output_type=tf.int32)  # (B,)
+    return sample_columns(log_probs, step, seeds, int(topk), float(temperature))  # (B,)
+
+
+def _greedy_advance(v, log_probs, state, g: Setup, sampling):
+    """The next loop values of `greedy_search` from the step's log_probs (B, V) and state."""
+    step, finished = v["step"], v["finished"]
+    forced = step >= g.max_lengths  # (B,)
+    column = _greedy_column(log_probs, step, sampling)  # (B,)
+    column = tf.where(finished | forced, tf.cast(g.eos_column, tf.int32), column)  # (B,)
+    word_log_prob = tf.gather(log_probs, column[:, None], batch_dims=1)[:, 0]  # (B,)
+    now_finished = finished | tf.equal(column, g.eos_column)  # (B,)
+    word = to_vocab(column, g.vocab_ids)  # (B,) vocabulary ids
+    writes = tf.equal(g.positions, step)[None, :] & tf.logical_not(now_finished)[:, None]
+    return {
+        "step": step + 1,
+        "ids": word,
+        "state": state,
+        "finished": now_finished,
+        "log_probs": tf.where(finished, v["log_probs"], v["log_probs"] + word_log_prob),
+        "lengths": tf.where(now_finished, v["lengths"], step + 1),
+        "tokens": tf.where(writes, word[:, None], v["tokens"]),  # (B, T)
+    }
+
+
+def _greedy_result(final, g: Setup, return_attention: bool) -> SearchResult:
+    attention = None
+    lengths = final["lengths"][:, None]  # (B, 1)
+    if return_attention:
+        path = tf.zeros([g.batch, 1, g.longest], tf.int32)  # (B, 1, T)
+        attention = gather_attention(final["history"].stack(), path, lengths, 1)
+    return SearchResult(
+        ids=final["tokens"][:, None, :],  # (B, 1, T)
+        lengths=lengths,
+        scores=final["log_probs"][:, None],
+        log_probs=final["log_probs"][:, None],
+        attention=attention,
     )
 
 
@@ -320,14 +286,10 @@ def greedy_search(
     when sampling_topk != 1.
     """
     check_sampling(sampling_topk, sampling_temperature, seeds)
-    vocab_ids, eos_column = _columns(vocab_ids, eos_id)
-    batch = tf.cast(batch_size, tf.int32)
-    prefix = prefix_columns(prefix_ids, prefix_lengths, vocab_ids, batch)
-    max_lengths, longest = _max_lengths(max_lengths, batch, prefix)
+    g = setup(batch_size, max_lengths, eos_id, vocab_ids, prefix_ids, prefix_lengths)
     if sampling_topk != 1:
         seeds = tf.ensure_shape(tf.reshape(tf.cast(seeds, tf.int32), [-1]), [None])  # (B,)
-    positions = tf.range(longest)  # (T,)
-
+    batch = g.batch
     loop = {
         "step": tf.constant(0, tf.int32),
         "ids": tf.fill([batch], tf.constant(bos_id, tf.int32)),  # (B,)
@@ -335,66 +297,155 @@ def greedy_search(
         "finished": tf.zeros([batch], tf.bool),  # (B,)
         "log_probs": tf.zeros([batch], tf.float32),  # (B,)
         "lengths": tf.zeros([batch], tf.int32),  # (B,)
-        "tokens": tf.zeros([batch, longest], tf.int32),  # (B, T)
+        "tokens": tf.zeros([batch, g.longest], tf.int32),  # (B, T)
     }
-    if return_attention:
-        loop["history"] = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
-
-    def cond(v):
-        return _running(v, longest)
-
-    def body(v):
-        step = v["step"]
-        log_probs, state, attention = _checked_step(
-            step_fn, v["ids"], step, v["state"], return_attention
-        )  # (B, V)
-        log_probs = block_eos(log_probs, step, min_length, max_lengths, eos_column)  # (B, V)
-        if prefix is not None:
-            log_probs = force_prefix(log_probs, step, *prefix)  # (B, V)
-        finished = v["finished"]
-        forced = step >= max_lengths  # (B,)
-        if sampling_topk == 1:
-            column = tf.argmax(log_probs, axis=-1, output_type=tf.int32)  # (B,)
-        else:
-            column = sample_columns(
-                log_probs, step, seeds, int(sampling_topk), float(sampling_temperature)
-            )  # (B,)
-        column = tf.where(finished | forced, tf.cast(eos_column, tf.int32), column)  # (B,)
-        word_log_prob = tf.gather(log_probs, column[:, None], batch_dims=1)[:, 0]  # (B,)
-        now_finished = finished | tf.equal(column, eos_column)  # (B,)
-        word = _to_vocab(column, vocab_ids)  # (B,) vocabulary ids
-        writes = tf.equal(positions, step)[None, :] & tf.logical_not(now_finished)[:, None]
-        out = {
-            "step": step + 1,
-            "ids": word,
-            "state": state,
-            "finished": now_finished,
-            "log_probs": tf.where(finished, v["log_probs"], v["log_probs"] + word_log_prob),
-            "lengths": tf.where(now_finished, v["lengths"], step + 1),
-            "tokens": tf.where(writes, word[:, None], v["tokens"]),  # (B, T)
-        }
-        out = _keep_shape(out, {name: v[name] for name in out})
-        if return_attention:
-            out["history"] = v["history"].write(step, tf.cast(attention, tf.float32))
-        return (out,)
-
-    (final,) = tf.while_loop(cond, body, (loop,))
-
-    attention = None
-    lengths = final["lengths"][:, None]  # (B, 1)
-    if return_attention:
-        path = tf.zeros([batch, 1, longest], tf.int32)  # (B, 1, T)
-        attention = gather_attention(final["history"].stack(), path, lengths, 1)
-    return SearchResult(
-        ids=final["tokens"][:, None, :],  # (B, 1, T)
-        lengths=lengths,
-        scores=final["log_probs"][:, None],
-        log_probs=final["log_probs"][:, None],
-        attention=attention,
+    sampling = (sampling_topk, sampling_temperature, seeds)
+    final = search_loop(
+        step_fn,
+        loop,
+        functools.partial(_greedy_advance, g=g, sampling=sampling),
+        longest=g.longest,
+        limits=(min_length, g.max_lengths, g.eos_column, g.prefix),
+        return_attention=return_attention,
     )
+    return _greedy_result(final, g, return_attention)
 
 
 # ----------------------------------------------------------------------------- beam
+
+
+class _Beam(NamedTuple):
+    """Beam search's constants besides `Setup`."""
+
+    k: int  # beam size K
+    n_best: int  # n
+    alpha: float  # the length penalty's alpha
+    eos: tf.Tensor  # int32 (): EOS's column
+    neg_inf: tf.Tensor  # float32 (): -inf
+
+
+def _check_beam(beam_size, n_best) -> None:
+    if not isinstance(beam_size, numbers.Integral) or beam_size < 1:
+        raise ValueError(f"beam_size must be a positive integer, got {beam_size!r}")
+    if not isinstance(n_best, numbers.Integral) or not 1 <= n_best <= beam_size:
+        raise ValueError(f"n_best must be an integer in 1..beam_size={beam_size}, got {n_best!r}")
+
+
+def _beam_start(initial_state, bos_id: int, g: Setup, b: _Beam, return_attention: bool):
+    """The loop values of step 0: only slot 0 of each row live, nothing finished."""
+    batch, k, n_best, longest = g.batch, b.k, b.n_best, g.longest
+    first_live = tf.where(tf.range(k) == 0, 0.0, _NEG_INF)  # (K,)
+    loop = {
+        "step": tf.constant(0, tf.int32),
+        "ids": tf.fill([batch * k], tf.constant(bos_id, tf.int32)),  # (B*K,)
+        "state": tile_beams(initial_state, k),
+        "raw": tf.tile(first_live[None, :], [batch, 1]),  # (B, K)
+        "finished": tf.zeros([batch, k], tf.bool),  # (B, K)
+        "lengths": tf.zeros([batch, k], tf.int32),  # (B, K)
+        "tokens": tf.zeros([batch, k, longest], tf.int32),  # (B, K, T)
+        "done_scores": tf.fill([batch, n_best], b.neg_inf),  # (B, n)
+        "done_raw": tf.fill([batch, n_best], b.neg_inf),  # (B, n)
+        "done_lengths": tf.zeros([batch, n_best], tf.int32),  # (B, n)
+        "done_tokens": tf.zeros([batch, n_best, longest], tf.int32),  # (B, n, T)
+    }
+    if return_attention:
+        loop["path"] = tf.zeros([batch, k, longest], tf.int32)  # (B, K, T)
+        loop["done_path"] = tf.zeros([batch, n_best, longest], tf.int32)  # (B, n, T)
+    return loop
+
+
+def _beam_candidates(v, log_probs, g: Setup, b: _Beam):
+    """The K best candidates of each row, best first, from log_probs (B*K, V).
+
+    Returns (scores float32 (B, K), parent slot int32 (B, K), word column int32 (B, K), its
+    log-probability (B, K)). A row's K best candidates hold at most K words of any one slot,
+    and within a slot the order of raw + log p(w) is that of log p(w): one top-k per slot over
+    V, then one over the (B, K, K) survivors; ties keep the order of a flat (B, K*V) top-k.
+    Finished and forced slots offer one candidate, their EOS, in column 0.
+    """
+    step, raw, finished, lengths = v["step"], v["raw"], v["finished"], v["lengths"]  # (B, K)
+    batch, k, eos = g.batch, b.k, b.eos
+    slot_log_probs, slot_words = tf.math.top_k(log_probs, k=k)  # (B*K, K)
+    slot_log_probs = tf.reshape(slot_log_probs, [batch, k, k])  # (B, K, K)
+    slot_words = tf.reshape(slot_words, [batch, k, k])  # (B, K, K)
+    eos_log_prob = tf.reshape(tf.gather(log_probs, eos, axis=1), [batch, k])  # (B, K)
+
+    alive_norm = length_penalty(step + 1, b.alpha)  # ()
+    eos_only = (finished | (step >= g.max_lengths)[:, None])[:, :, None]  # (B, K, 1)
+    eos_score = tf.where(
+        finished,
+        raw / length_penalty(lengths + 1, b.alpha),
+        (raw + eos_log_prob) / alive_norm,
+    )  # (B, K)
+    first = tf.equal(tf.range(k), 0)  # (K,)
+    candidates = tf.where(
+        eos_only,
+        tf.where(first, eos_score[:, :, None], b.neg_inf),
+        (raw[:, :, None] + slot_log_probs) / alive_norm,
+    )  # (B, K, K)
+    candidate_words = tf.where(eos_only, eos, slot_words)  # (B, K, K)
+    candidate_log_probs = tf.where(eos_only, eos_log_prob[:, :, None], slot_log_probs)
+    scores, parent, rank = top_k_over_beams(candidates, k)  # (B, K) each
+    picked = tf.stack([parent, rank], axis=-1)  # (B, K, 2)
+    word = tf.gather_nd(candidate_words, picked, batch_dims=1)  # (B, K) columns
+    word_log_prob = tf.gather_nd(candidate_log_probs, picked, batch_dims=1)  # (B, K)
+    return scores, parent, word, word_log_prob
+
+
+def _beam_slots(v, picks, g: Setup, b: _Beam):
+    """The new slots from `_beam_candidates`' picks: (raw, finished, lengths, just finished),
+    each (B, K). Finished parents stay frozen; masked (-inf) picks stay dead."""
+    scores, parent, word, word_log_prob = picks
+    step, finished = v["step"], v["finished"]
+    parent_finished = tf.gather(finished, parent, batch_dims=1)  # (B, K)
+    parent_raw = tf.gather(v["raw"], parent, batch_dims=1)  # (B, K)
+    new_raw = tf.where(parent_finished, parent_raw, parent_raw + word_log_prob)  # (B, K)
+    new_raw = tf.where(scores > b.neg_inf, new_raw, b.neg_inf)
+    new_finished = parent_finished | tf.equal(word, b.eos) | (step >= g.max_lengths)[:, None]
+    just_finished = new_finished & tf.logical_not(parent_finished)  # (B, K)
+    new_lengths = tf.where(
+        parent_finished,
+        tf.gather(v["lengths"], parent, batch_dims=1),
+        tf.where(just_finished, step, step + 1),
+    )  # (B, K)
+    return new_raw, new_finished, new_lengths, just_finished
+
+
+def _beam_advance(v, log_probs, state, g: Setup, b: _Beam, return_attention: bool):
+    """The next loop values of `beam_search`: new slots, their tokens, the finished set."""
+    step = v["step"]
+    scores, parent, word, word_log_prob = picks = _beam_candidates(v, log_probs, g, b)
+    raw, finished, lengths, just_finished = _beam_slots(v, picks, g, b)
+    at_step = tf.equal(g.positions, step)[None, None, :]  # (1, 1, T)
+    writes = at_step & tf.logical_not(finished)[:, :, None]  # (B, K, T)
+    word = to_vocab(word, g.vocab_ids)  # (B, K) vocabulary ids
+    tokens = tf.where(writes, word[:, :, None], gather_beams(v["tokens"], parent))
+
+    # Finished set: previous best n plus the slots that took EOS at this step.
+    pool_scores = tf.concat([v["done_scores"], tf.where(just_finished, scores, b.neg_inf)], 1)
+    done_scores, pick = tf.math.top_k(pool_scores, k=b.n_best)  # (B, n)
+
+    def pool(done, new):
+        return tf.gather(tf.concat([done, new], axis=1), pick, batch_dims=1)
+
+    out = {
+        "step": step + 1,
+        "ids": tf.reshape(word, [-1]),  # (B*K,); finished slots feed EOS
+        "state": reorder_state(state, parent),
+        "raw": raw,
+        "finished": finished,
+        "lengths": lengths,
+        "tokens": tokens,
+        "done_scores": done_scores,
+        "done_raw": pool(v["done_raw"], raw),
+        "done_lengths": pool(v["done_lengths"], lengths),
+        "done_tokens": pool(v["done_tokens"], tokens),  # (B, n, T)
+    }
+    if return_attention:
+        path = tf.where(at_step, parent[:, :, None], gather_beams(v["path"], parent))
+        out["path"] = path  # (B, K, T)
+        out["done_path"] = pool(v["done_path"], path)  # (B, n, T)
+    return out
 
 
 def beam_search(
@@ -446,135 +497,25 @@ def beam_search(
     With a prefix (`prefix_ids`, `prefix_lengths`, see the module docstring) a row keeps one
     live slot until its prefix is complete.
     """
-    if not isinstance(beam_size, numbers.Integral) or beam_size < 1:
-        raise ValueError(f"beam_size must be a positive integer, got {beam_size!r}")
-    if not isinstance(n_best, numbers.Integral) or not 1 <= n_best <= beam_size:
-        raise ValueError(f"n_best must be an integer in 1..beam_size={beam_size}, got {n_best!r}")
-    k, n_best = int(beam_size), int(n_best)
-    vocab_ids, eos_column = _columns(vocab_ids, eos_id)
-    alpha = float(length_penalty)
-    batch = tf.cast(batch_size, tf.int32)
-    prefix = prefix_columns(prefix_ids, prefix_lengths, vocab_ids, batch)
-    max_lengths, longest = _max_lengths(max_lengths, batch, prefix)
-    slot_max_lengths = tf.repeat(max_lengths, k)  # (B*K,)
-    slot_prefix = None if prefix is None else tile_beams(prefix, k)  # (B*K, P + 1), (B*K,)
-    positions = tf.range(longest)  # (T,)
-    eos = tf.cast(eos_column, tf.int32)  # EOS's column of the log-probabilities
-    neg_inf = tf.constant(_NEG_INF, tf.float32)
-
-    first_live = tf.where(tf.range(k) == 0, 0.0, _NEG_INF)  # (K,)
-    loop = {
-        "step": tf.constant(0, tf.int32),
-        "ids": tf.fill([batch * k], tf.constant(bos_id, tf.int32)),  # (B*K,)
-        "state": tile_beams(initial_state, k),
-        "raw": tf.tile(first_live[None, :], [batch, 1]),  # (B, K)
-        "finished": tf.zeros([batch, k], tf.bool),  # (B, K)
-        "lengths": tf.zeros([batch, k], tf.int32),  # (B, K)
-        "tokens": tf.zeros([batch, k, longest], tf.int32),  # (B, K, T)
-        "done_scores": tf.fill([batch, n_best], neg_inf),  # (B, n)
-        "done_raw": tf.fill([batch, n_best], neg_inf),  # (B, n)
-        "done_lengths": tf.zeros([batch, n_best], tf.int32),  # (B, n)
-        "done_tokens": tf.zeros([batch, n_best, longest], tf.int32),  # (B, n, T)
-    }
-    if return_attention:
-        loop["path"] = tf.zeros([batch, k, longest], tf.int32)  # (B, K, T)
-        loop["done_path"] = tf.zeros([batch, n_best, longest], tf.int32)  # (B, n, T)
-        loop["history"] = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
-
-    def cond(v):
-        return _running(v, longest)
-
-    def body(v):
-        step = v["step"]
-        log_probs, state, attention = _checked_step(
-            step_fn, v["ids"], step, v["state"], return_attention
-        )  # (B*K, V)
-        log_probs = block_eos(log_probs, step, min_length, slot_max_lengths, eos)  # (B*K, V)
-        if slot_prefix is not None:
-            log_probs = force_prefix(log_probs, step, *slot_prefix)  # (B*K, V)
-        raw, finished, lengths = v["raw"], v["finished"], v["lengths"]  # (B, K)
-
-        # A row's K best candidates hold at most K words of any one slot, and within a slot the
-        # order of raw + log p(w) is that of log p(w): one top-k per slot over V, then one
-        # over the (B, K, K) survivors; ties keep the order of a flat (B, K*V) top-k.
-        slot_log_probs, slot_words = tf.math.top_k(log_probs, k=k)  # (B*K, K)
-        slot_log_probs = tf.reshape(slot_log_probs, [batch, k, k])  # (B, K, K)
-        slot_words = tf.reshape(slot_words, [batch, k, k])  # (B, K, K)
-        eos_log_prob = tf.reshape(tf.gather(log_probs, eos, axis=1), [batch, k])  # (B, K)
-
-        # Finished and forced slots offer one candidate, their EOS, in column 0.
-        alive_norm = _gnmt_penalty(step + 1, alpha)  # ()
-        eos_only = (finished | (step >= max_lengths)[:, None])[:, :, None]  # (B, K, 1)
-        eos_score = tf.where(
-            finished,
-            raw / _gnmt_penalty(lengths + 1, alpha),
-            (raw + eos_log_prob) / alive_norm,
-        )  # (B, K)
-        first = tf.equal(tf.range(k), 0)  # (K,)
-        candidates = tf.where(
-            eos_only,
-            tf.where(first, eos_score[:, :, None], neg_inf),
-            (raw[:, :, None] + slot_log_probs) / alive_norm,
-        )  # (B, K, K)
-        candidate_words = tf.where(eos_only, eos, slot_words)  # (B, K, K)
-        candidate_log_probs = tf.where(eos_only, eos_log_prob[:, :, None], slot_log_probs)
-        scores, parent, rank = top_k_over_beams(candidates, k)  # (B, K) each
-        picked = tf.stack([parent, rank], axis=-1)  # (B, K, 2)
-        word = tf.gather_nd(candidate_words, picked, batch_dims=1)  # (B, K) columns
-        word_log_prob = tf.gather_nd(candidate_log_probs, picked, batch_dims=1)  # (B, K)
-
-        # New slots.
-        parent_finished = tf.gather(finished, parent, batch_dims=1)  # (B, K)
-        parent_raw = tf.gather(raw, parent, batch_dims=1)  # (B, K)
-        new_raw = tf.where(parent_finished, parent_raw, parent_raw + word_log_prob)  # (B, K)
-        new_raw = tf.where(scores > neg_inf, new_raw, neg_inf)  # masked picks stay dead
-        new_finished = parent_finished | tf.equal(word, eos) | (step >= max_lengths)[:, None]
-        just_finished = new_finished & tf.logical_not(parent_finished)  # (B, K)
-        new_lengths = tf.where(
-            parent_finished,
-            tf.gather(lengths, parent, batch_dims=1),
-            tf.where(just_finished, step, step + 1),
-        )  # (B, K)
-        at_step = tf.equal(positions, step)[None, None, :]  # (1, 1, T)
-        writes = at_step & tf.logical_not(new_finished)[:, :, None]  # (B, K, T)
-        word = _to_vocab(word, vocab_ids)  # (B, K) vocabulary ids
-        tokens = tf.where(writes, word[:, :, None], gather_beams(v["tokens"], parent))
-
-        # Finished set: previous best n plus the slots that took EOS at this step.
-        pool_scores = tf.concat([v["done_scores"], tf.where(just_finished, scores, neg_inf)], 1)
-        done_scores, pick = tf.math.top_k(pool_scores, k=n_best)  # (B, n)
-
-        def pool(done, new):
-            return tf.gather(tf.concat([done, new], axis=1), pick, batch_dims=1)
-
-        out = {
-            "step": step + 1,
-            "ids": tf.reshape(word, [-1]),  # (B*K,); finished slots feed EOS
-            "state": reorder_state(state, parent),
-            "raw": new_raw,
-            "finished": new_finished,
-            "lengths": new_lengths,
-            "tokens": tokens,
-            "done_scores": done_scores,
-            "done_raw": pool(v["done_raw"], new_raw),
-            "done_lengths": pool(v["done_lengths"], new_lengths),
-            "done_tokens": pool(v["done_tokens"], tokens),  # (B, n, T)
-        }
-        if return_attention:
-            path = tf.where(at_step, parent[:, :, None], gather_beams(v["path"], parent))
-            out["path"] = path  # (B, K, T)
-            out["done_path"] = pool(v["done_path"], path)  # (B, n, T)
-        out = _keep_shape(out, {name: v[name] for name in out})
-        if return_attention:
-            out["history"] = v["history"].write(step, tf.cast(attention, tf.float32))
-        return (out,)
-
-    (final,) = tf.while_loop(cond, body, (loop,))
-
+    _check_beam(beam_size, n_best)
+    g = setup(batch_size, max_lengths, eos_id, vocab_ids, prefix_ids, prefix_lengths)
+    eos = tf.cast(g.eos_column, tf.int32)  # EOS's column of the log-probabilities
+    b = _Beam(
+        int(beam_size), int(n_best), float(length_penalty), eos, tf.constant(_NEG_INF, tf.float32)
+    )
+    slot_prefix = None if g.prefix is None else tile_beams(g.prefix, b.k)  # (B*K, P + 1), (B*K,)
+    final = search_loop(
+        step_fn,
+        _beam_start(initial_state, bos_id, g, b, return_attention),
+        functools.partial(_beam_advance, g=g, b=b, return_attention=return_attention),
+        longest=g.longest,
+        limits=(min_length, tf.repeat(g.max_lengths, b.k), b.eos, slot_prefix),  # (B*K,) lengths
+        return_attention=return_attention,
+    )
     attention = None
     if return_attention:
         attention = gather_attention(
-            final["history"].stack(), final["done_path"], final["done_lengths"], k
+            final["history"].stack(), final["done_path"], final["done_lengths"], b.k
         )  # (B, n, T, S)
     return SearchResult(
         ids=final["done_tokens"],

@@ -78,61 +78,71 @@ def make_search_fn(
         batch_size = tf.shape(source_ids)[0]
         memory, memory_mask, initial_state = model.encode(source_ids, training=False)
         bundle = model.prepare_memory(memory, memory_mask)
-        lengths = tf.cast(source_lengths, tf.float32)
-        max_lengths = tf.cast(tf.floor(max_length_a + max_length_b * lengths), tf.int32)  # (B,)
-        max_lengths = tf.maximum(max_lengths, 1)
-        vocab_ids, options = None, {}
-        forced = {}
+        limits = {
+            "bos_id": constants.BOS_ID,
+            "eos_id": constants.EOS_ID,
+            "max_lengths": _max_lengths(source_lengths, max_length_a, max_length_b),  # (B,)
+            "min_length": min_length,
+            "return_attention": return_attention,
+        }
         if prefix is not None:
-            forced = {"prefix_ids": prefix[0], "prefix_lengths": prefix[1]}
-        if shortlist is not None:
-            vocab_ids = shortlist.ids(source_ids)  # (K,)
-            if prefix is not None:  # the prefix's ids join the shortlist
-                listed = tf.concat([vocab_ids, tf.reshape(prefix[0], [-1])], 0)
-                vocab_ids = tf.sort(tf.unique(listed).y)  # (K',)
-            options = {"output": model.output_subset(vocab_ids)}
+            limits.update(prefix_ids=prefix[0], prefix_lengths=prefix[1])
+        vocab_ids, options = _decode_vocabulary(model, shortlist, source_ids, prefix)
         if beam_size == 1:
-
-            def step_fn(ids, step, state):
-                return model.step(ids, state, bundle, training=False, **options)
-
             return search.greedy_search(
-                step_fn,
+                _model_step_fn(model, bundle, options),
                 initial_state,
                 batch_size,
-                bos_id=constants.BOS_ID,
-                eos_id=constants.EOS_ID,
-                max_lengths=max_lengths,
-                min_length=min_length,
-                return_attention=return_attention,
                 vocab_ids=vocab_ids,
                 sampling_topk=sampling_topk,
                 sampling_temperature=sampling_temperature,
                 seeds=seeds,
-                **forced,
+                **limits,
             )
-        tiled = search.tile_beams(bundle, beam_size)
-
-        def beam_step_fn(ids, step, state):
-            return model.step(ids, state, tiled, training=False, **options)
-
         return search.beam_search(
-            beam_step_fn,
+            _model_step_fn(model, search.tile_beams(bundle, beam_size), options),
             initial_state,
             batch_size,
             beam_size=beam_size,
-            bos_id=constants.BOS_ID,
-            eos_id=constants.EOS_ID,
-            max_lengths=max_lengths,
             length_penalty=length_penalty,
             n_best=n_best,
-            min_length=min_length,
-            return_attention=return_attention,
             vocab_ids=vocab_ids,
-            **forced,
+            **limits,
         )
 
     return fn
+
+
+def _max_lengths(source_lengths, max_length_a: float, max_length_b: float):
+    """floor(max_length_a + max_length_b * source length), at least 1: int32 (B,)."""
+    import tensorflow as tf
+
+    lengths = tf.cast(source_lengths, tf.float32)
+    max_lengths = tf.cast(tf.floor(max_length_a + max_length_b * lengths), tf.int32)  # (B,)
+    return tf.maximum(max_lengths, 1)
+
+
+def _decode_vocabulary(model, shortlist, source_ids, prefix):
+    """(vocab_ids int32 (K,) or None, model.step options): a batch's shortlist, if any, with
+    the prefix's ids joined to it, and the output layer's columns for those ids."""
+    import tensorflow as tf
+
+    if shortlist is None:
+        return None, {}
+    vocab_ids = shortlist.ids(source_ids)  # (K,)
+    if prefix is not None:  # the prefix's ids join the shortlist
+        listed = tf.concat([vocab_ids, tf.reshape(prefix[0], [-1])], 0)
+        vocab_ids = tf.sort(tf.unique(listed).y)  # (K',)
+    return vocab_ids, {"output": model.output_subset(vocab_ids)}
+
+
+def _model_step_fn(model, bundle, options):
+    """search's step function over `model.step` with the memory `bundle` (tiled for beams)."""
+
+    def step_fn(ids, step, state):
+        return model.step(ids, state, bundle, training=False, **options)
+
+    return step_fn
 
 
 def _padded(rows: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
