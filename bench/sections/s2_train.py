@@ -29,12 +29,10 @@ class TrainSeries:
     steps: int = 0
 
 
-def run(ctx: Benchmark) -> dict:
-    """Vocabulary, matmul ceiling, batch statistics and the alternating training runs."""
-    plan, root = ctx.plan, ctx.workdir / "s2"
-    spm = ctx.spm_model()
-    ctx.ensure_peer()
-    ceiling, proc = ctx.run_worker(
+def _matmul_ceiling(ctx: Benchmark) -> dict:
+    """float32 `tf.matmul` rates of the square case and the products a step is made of."""
+    plan = ctx.plan
+    ceiling, _ = ctx.run_worker(
         "matmul",
         {
             "shapes": [
@@ -49,9 +47,37 @@ def run(ctx: Benchmark) -> dict:
         },
         "s2_matmul",
     )
-    stats = ctx.batch_stats(spm, [1024, 4096], "s2_batchstats", target_sentences=PEER_BATCH)
-    matched = stats["chosen"]
-    by_bt = {r["batch_tokens"]: r for r in stats["rows"]}
+    return ceiling
+
+
+def _peer_round(ctx: Benchmark, series: TrainSeries, steps: int, r: int, commands: list) -> None:
+    run = ctx.peer_train(series.model_dir, series.steps + steps)
+    series.runs.append(run)
+    series.steps = run.final_step
+    ctx.record(
+        2, series.name, f"train round {r + 1}", run.wall_seconds, run.cpu_seconds,
+        run.peak_rss_bytes,
+    )  # fmt: skip
+    if r == 0:
+        commands.append(shlex.join(run.command))
+
+
+def _nmt_round(ctx, series: TrainSeries, config, steps, every, label, r, commands) -> None:
+    total = series.steps + steps
+    proc, windows = ctx.nmt_train(config, series.model_dir, total, every, label)
+    if not windows or windows[-1].step != total:
+        raise BenchError(f"{proc.log}: no report line for step {total}")
+    series.runs.append(proc)
+    series.windows.append(windows)
+    series.steps = total
+    ctx.record(2, series.name, f"train round {r + 1}", proc.wall, proc.cpu, proc.peak_rss)
+    if r == 0:
+        commands.append(shlex.join(proc.command))
+
+
+def _train_rounds(ctx: Benchmark, root: Path, matched: int) -> tuple[list, list[str]]:
+    """The alternating rounds: nmt (a), the peer, nmt (b), each continuing its own model."""
+    plan = ctx.plan
     if root.exists():
         shutil.rmtree(root)  # fresh models: step counts as planned
     root.mkdir(parents=True)
@@ -69,69 +95,58 @@ def run(ctx: Benchmark) -> dict:
             ("peer", peer, plan.steps_matched, None),
             ("b", ours_b, plan.steps_4096, plan.log_4096),
         ):
-            if key == "peer":
-                if ctx.args.skip_peer:
-                    continue
-                run = ctx.peer_train(series.model_dir, series.steps + steps)
-                series.runs.append(run)
-                series.steps = run.final_step
-                ctx.record(
-                    2,
-                    series.name,
-                    f"train round {r + 1}",
-                    run.wall_seconds,
-                    run.cpu_seconds,
-                    run.peak_rss_bytes,
-                )
-                if r == 0:
-                    commands.append(shlex.join(run.command))
-                continue
-            total = series.steps + steps
-            label = f"s2_train_{key}_round{r + 1}"
-            proc, windows = ctx.nmt_train(configs[key], series.model_dir, total, every, label)
-            if not windows or windows[-1].step != total:
-                raise BenchError(f"{proc.log}: no report line for step {total}")
-            series.runs.append(proc)
-            series.windows.append(windows)
-            series.steps = total
-            ctx.record(2, series.name, f"train round {r + 1}", proc.wall, proc.cpu, proc.peak_rss)
-            if r == 0:
-                commands.append(shlex.join(proc.command))
+            if key != "peer":
+                label = f"s2_train_{key}_round{r + 1}"
+                _nmt_round(ctx, series, configs[key], steps, every, label, r, commands)
+            elif not ctx.args.skip_peer:
+                _peer_round(ctx, series, steps, r, commands)
+    return [ours_a, ours_b, peer], commands
+
+
+def _ours_summary(series: TrainSeries, st: dict) -> dict:
+    """One of our series: steady rates from its logs, process totals, the batches' work."""
+    rate = steady_rate(series.windows, skip=1)
+    gflops = None
+    if rate and rate.step_seconds:
+        gflops = st["mean_flops"] / rate.step_seconds / 1e9
+    return {
+        "name": series.name,
+        "batch": series.batch,
+        "model_dir": str(series.model_dir),
+        "mean_sentences": st["mean_sentences"],
+        "mean_tokens": st["mean_tokens"],
+        "steps": series.steps,
+        "tokens_per_s": rate.tokens_per_s if rate else None,
+        "tokens_per_s_nmt": rate.tokens_per_s if rate else None,
+        "step_seconds": rate.step_seconds if rate else None,
+        "timed_steps": rate.steps if rate else 0,
+        "gflops": gflops,
+        "flops_per_step": st["mean_flops"],
+        "cpu": sum(p.cpu for p in series.runs),
+        "wall": sum(p.wall for p in series.runs),
+        "peak_rss": max(p.peak_rss for p in series.runs),
+        "runs": len(series.runs),
+        "num_params": parse_parameters(series.runs[0].text),
+    }
+
+
+def run(ctx: Benchmark) -> dict:
+    """Vocabulary, matmul ceiling, batch statistics and the alternating training runs."""
+    spm = ctx.spm_model()
+    ctx.ensure_peer()
+    ceiling = _matmul_ceiling(ctx)
+    stats = ctx.batch_stats(spm, [1024, 4096], "s2_batchstats", target_sentences=PEER_BATCH)
+    matched = stats["chosen"]
+    by_bt = {r["batch_tokens"]: r for r in stats["rows"]}
+    (ours_a, ours_b, peer), commands = _train_rounds(ctx, ctx.workdir / "s2", matched)
     out = {
         "matmul": ceiling,
         "matmul_threads": ceiling.get("threads"),
         "batchstats": stats["rows"],
         "matched_batch_tokens": matched,
         "commands": commands,
-        "systems": [],
+        "systems": [_ours_summary(ours_a, by_bt[matched]), _ours_summary(ours_b, by_bt[4096])],
     }
-    for series, bt in ((ours_a, matched), (ours_b, 4096)):
-        rate = steady_rate(series.windows, skip=1)
-        st = by_bt[bt]
-        gflops = None
-        if rate and rate.step_seconds:
-            gflops = st["mean_flops"] / rate.step_seconds / 1e9
-        out["systems"].append(
-            {
-                "name": series.name,
-                "batch": series.batch,
-                "model_dir": str(series.model_dir),
-                "mean_sentences": st["mean_sentences"],
-                "mean_tokens": st["mean_tokens"],
-                "steps": series.steps,
-                "tokens_per_s": rate.tokens_per_s if rate else None,
-                "tokens_per_s_nmt": rate.tokens_per_s if rate else None,
-                "step_seconds": rate.step_seconds if rate else None,
-                "timed_steps": rate.steps if rate else 0,
-                "gflops": gflops,
-                "flops_per_step": st["mean_flops"],
-                "cpu": sum(p.cpu for p in series.runs),
-                "wall": sum(p.wall for p in series.runs),
-                "peak_rss": max(p.peak_rss for p in series.runs),
-                "runs": len(series.runs),
-                "num_params": parse_parameters(series.runs[0].text),
-            }
-        )
     if ctx.args.skip_peer:
         out["systems"].append({"name": peer.name, "batch": peer.batch, "not_run": True})
     else:

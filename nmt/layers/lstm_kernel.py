@@ -287,6 +287,8 @@ def project_feature_major(x2, kernel_t, bias):
     return project(x2, kernel_t) if bias is None else project(x2, kernel_t, bias)
 
 
+# ~100 lines on purpose: one tf.custom_gradient whose forward loop and backward loop share the
+# tensors the forward pass keeps (acts, gs, cs_*); split, they would travel through arguments.
 def recurrence_fused(xw2, h0, c0, rk_t, mask, n_steps, static_steps, unroll):
     """The sigmoid/tanh recurrence, feature-major, with a hand-written backward pass.
 
