@@ -32,7 +32,10 @@ def attention_warning(result: dict[str, float]) -> Optional[str]:
     mass = result.get("attention_final_mass", math.nan)
     peak = result.get("attention_peak", math.nan)
     entropy = f"entropy {result.get('attention_entropy', math.nan):.2f} nats"
-    advice = 'the model is not using it to align (BENCHMARKS.md, "Attention")'
+    advice = (
+        "the model is not using it to align; --set train.coverage_loss=0.2 (or "
+        'model.attention=bahdanau) keeps it spread (BENCHMARKS.md, "Attention")'
+    )
     if math.isfinite(mass) and mass >= COLLAPSED_FINAL_MASS:
         where = f"{100 * mass:.0f}% of it on the last 2 source positions"
     elif math.isfinite(peak) and peak >= COLLAPSED_PEAK:

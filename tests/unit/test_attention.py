@@ -245,6 +245,7 @@ def test_attention_warning_names_where_the_attention_collapsed():
     assert attention_warning(healthy) is None
     last = attention_warning({**healthy, "attention_final_mass": 0.99})
     assert "99% of it on the last 2 source positions" in last
+    assert "--set train.coverage_loss=0.2" in last  # the remedy measured in BENCHMARKS.md
     first = attention_warning({**healthy, "attention_peak": 0.81, "attention_entropy": 0.04})
     assert "81% of each sentence's on one source position" in first and "0.04 nats" in first
     assert attention_warning({"attention_entropy": 1.0}) is None  # older train_state entries
