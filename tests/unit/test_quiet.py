@@ -1,7 +1,8 @@
 """nmt.quiet: which of TensorFlow's start-up lines are dropped, and that a crash still shows.
 
 The lines are those TensorFlow 2.21 printed on `import tensorflow` here (a CPU machine without
-CUDA drivers); the import itself is played by a fake `tensorflow` package in a subprocess.
+CUDA drivers); the import itself, played by a fake `tensorflow` package in a fresh process, is
+tested in tests/integration/test_fresh_process.py.
 """
 
 from __future__ import annotations
