@@ -70,8 +70,9 @@ class FeedingLoop:
             _unstacked(noise[1], steps, [None, None]),  # (B, S) at t
         )
         outputs_ta = tf.TensorArray(self.dtype, size=steps, element_shape=[None, self.units])
-        kept = (tf.TensorArray(tf.float32, size=steps, element_shape=[None, None]),)
-        kept = kept if return_attention else ()
+        kept = ()
+        if return_attention:  # only then is the TensorArray made
+            kept = (tf.TensorArray(tf.float32, size=steps, element_shape=[None, None]),)
         hs, cs, feed = self._start(initial_state)
 
         def body(t, hs, cs, feed, outputs_ta, kept, recorded):
