@@ -22,7 +22,7 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS = {
-    "test": ["pytest>=8,<10", "hypothesis>=6.100,<7"],
+    "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "hypothesis>=6.100,<7"],
     "dev": ["ruff>=0.6,<1"],
 }
 EXTRAS["dev"] += EXTRAS["test"]

@@ -1,5 +1,5 @@
-"""Shared test setup: quiet TensorFlow, the `slow` marker, the Multi30k location, and `gpu`
-tests skipped where TensorFlow sees no GPU."""
+"""Shared test setup: quiet TensorFlow, the `slow` marker, the Multi30k location, `gpu` tests
+skipped where TensorFlow sees no GPU, and the work units of parallel runs (pytest-xdist)."""
 
 import os
 from pathlib import Path
@@ -32,7 +32,22 @@ def _gpu_visible() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
+# Parallel runs (`pytest -n N --dist loadfile --no-loadscope-reorder`, as scripts/test.sh runs
+# them): each test module is one unit of work, so a module's fixtures are made once (the tests of
+# the trained demo model share one module for that). Each worker sorts its collection slowest
+# tier first (system, integration, unit) and the units go out in that order, so that the many
+# short unit tests fill the end of the run instead of a long training starting last.
+_TIER_ORDER = {"system": 0, "integration": 1, "unit": 2}
+
+
+def _tier(item) -> int:
+    parts = item.nodeid.split("::")[0].split("/")  # e.g. tests/unit/test_lstm.py
+    return min((_TIER_ORDER[p] for p in parts if p in _TIER_ORDER), default=len(_TIER_ORDER))
+
+
 def pytest_collection_modifyitems(config, items):
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=_tier)  # stable: the order within a tier stays the collection order
     gpu_items = [item for item in items if item.get_closest_marker("gpu")]
     if gpu_items and not _gpu_visible():
         skip = pytest.mark.skip(reason="no GPU visible to TensorFlow")

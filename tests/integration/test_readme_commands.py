@@ -40,7 +40,7 @@ SHRINK = [
 ELSEWHERE = {
     "bash scripts/demo.sh": {
         "tests/system/conftest.py": ["demo-data", "demo.yaml", "train"],
-        "tests/system/test_demo_readme.py": ["translate", "score", "bleu,chrf"],
+        "tests/system/test_demo.py": ["translate", "score", "bleu,chrf"],
     },
     "bash scripts/test.sh": {".ci/run": ["bash scripts/test.sh"]},
 }
