@@ -19,7 +19,9 @@ matrix multiplications of forward pass on the padded batch (2 FLOPs per multiply
 for forward + backward; element-wise work and the optimizer update are left out.
 
 A variant may name a precision after a colon (`nmt:mixed_bfloat16`, `keras:float32`; default
-float32), so the precisions run side by side in one process on the same batches; `--config`
+float32), so the precisions run side by side in one process on the same batches; a `+loopjit`
+suffix (`nmt:mixed_bfloat16+loopjit`) XLA-compiles the decoder's step loop
+(`train.decoder_loop_jit`); `--config`
 takes the model and training settings from a YAML config (e.g. the Multi30k recipe,
 configs/multi30k_en_de.yaml) instead of the NMTSmallV1 shape. The CPU model and its bfloat16
 flags are printed with the table.
@@ -169,15 +171,24 @@ def step_flops(source, target_in, model_config, vocab_size: int) -> float:
 
 def build_trainer(config, vocab, variant: str):
     """A `nmt.training._Trainer` (the `nmt train` step) with nmt or Keras LSTM layers, in the
-    variant's precision (`impl[:precision]`)."""
+    variant's precision (`impl[:precision][+loopjit]`; `+loopjit` sets
+    `train.decoder_loop_jit`)."""
+    import dataclasses
+
     import keras
     import tensorflow as tf
 
     from nmt import decoder, encoder
     from nmt.training import Cluster, _Trainer
 
+    variant, _, option = variant.partition("+")
     impl, _, precision = variant.partition(":")
     precision = precision or "float32"
+    if option not in ("", "loopjit"):
+        raise SystemExit(f"bench_train: unknown variant option +{option} (known: +loopjit)")
+    if option:  # the input-feeding decoder's step loop XLA-compiled (train.decoder_loop_jit)
+        train = dataclasses.replace(config.train, decoder_loop_jit=True)
+        config = dataclasses.replace(config, train=train)
     originals = (encoder.LSTM, decoder.LSTM)
     previous = keras.mixed_precision.global_policy()
     if impl == "keras":

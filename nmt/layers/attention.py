@@ -235,15 +235,18 @@ class Attention(keras.layers.Layer):
             target = keys[0] if keys else memory  # (B, S, D_q)
             if self.scale == "normed":
                 query = _unit(query) * params["score_gain"]  # (B, [T,] D_q)
+            # Batched products as tf.matmul / tensordot, not einsum: inside the decoder's step
+            # loop the einsum forms and their gradients took 1.5-1.8x as long on CPU, and the
+            # bahdanau training step 4-10% more CPU time (BENCHMARKS.md section 7).
             if single:
-                return ops.einsum("bd,bsd->bs", query, target)  # (B, S)
-            return ops.einsum("btd,bsd->bts", query, target)  # (B, T, S)
+                return tf.squeeze(tf.matmul(target, query[:, :, None]), -1)  # (B, S)
+            return tf.matmul(query, target, transpose_b=True)  # (B, T, S)
         projected = ops.matmul(query, params["query_kernel"])  # (B, [T,] A)
         if single:
             hidden = ops.tanh(keys[0] + projected[:, None, :])  # (B, S, A)
         else:
             hidden = ops.tanh(keys[0][:, None, :, :] + projected[:, :, None, :])  # (B, T, S, A)
-        return ops.einsum("...a,a->...", hidden, params["score_vector"])  # (B, [T,] S)
+        return tf.tensordot(hidden, params["score_vector"], 1)  # (B, [T,] S): one matmul
 
     def attend(self, query, memory, mask, keys, params, noise=None, training=False):
         """Masked softmax and context; `(context, weights float32)` (see the class docstring).
@@ -263,9 +266,9 @@ class Attention(keras.layers.Layer):
         kept = weights if noise is None else weights * noise  # (B, [T,] S) attention dropout
         cast_weights = ops.cast(kept, memory.dtype)
         if single:
-            context = ops.einsum("bs,bsd->bd", cast_weights, memory)  # (B, D_m)
+            context = tf.squeeze(tf.matmul(cast_weights[:, None, :], memory), 1)  # (B, D_m)
         else:
-            context = ops.einsum("bts,bsd->btd", cast_weights, memory)  # (B, T, D_m)
+            context = tf.matmul(cast_weights, memory)  # (B, T, D_m)
         return context, weights
 
     def attentional_hidden(self, context, query, params):
