@@ -103,7 +103,7 @@ def test_multi30k_en_fr_is_the_en_de_recipe_with_other_files():
     assert fr.data.train_target.endswith("train.fr") and de.data.dev_target.endswith("val.de")
 
 
-def test_multi30k_2h_is_the_en_de_recipe_with_more_dropout_and_time():
+def test_multi30k_2h_is_the_en_de_recipe_with_more_dropout_time_and_its_attention():
     import dataclasses
 
     short, long = (
@@ -120,5 +120,8 @@ def test_multi30k_2h_is_the_en_de_recipe_with_more_dropout_and_time():
         for f in dataclasses.fields(short.train)
         if getattr(short.train, f.name) != getattr(long.train, f.name)
     }
-    assert (model, train) == ({"dropout"}, {"max_minutes"})
+    assert (model, train) == ({"dropout", "attention"}, {"max_minutes", "coverage_loss"})
     assert (long.model.dropout, long.train.max_minutes) == (0.3, 120)
+    # The 2-hour figures were measured with bahdanau and no penalty (BENCHMARKS.md section 6).
+    assert (long.model.attention, long.train.coverage_loss) == ("bahdanau", 0.0)
+    assert (short.model.attention, short.train.coverage_loss) == ("general", 0.2)
