@@ -86,7 +86,7 @@ def test_configure_applies_the_command_line():
     decode = DecodeConfig()
     assert not decode.shortlist
     on = sl.configure(decode, None, 7, None)
-    assert (on.shortlist, on.shortlist_top_k, on.shortlist_frequent) == (True, 7, 100)
+    assert (on.shortlist, on.shortlist_top_k, on.shortlist_frequent) == (True, 7, 200)
     assert not decode.shortlist  # a copy
     assert not sl.configure(on, False).shortlist
     assert sl.configure(decode, True).shortlist
