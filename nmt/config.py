@@ -140,7 +140,7 @@ class DecodeConfig:
     # the top-k targets of the batch's source pieces and the N most frequent target pieces.
     # For translate/evaluate/export (--shortlist); validation in training never uses it.
     # 20 and 200: val BLEU cost 0.25 on the Multi30k recipe's model, where 10 and 100 (the
-    # first defaults) cost 0.5 for 5% more speed (BENCHMARKS.md section 4).
+    # first defaults) cost 0.5 at about the same speed (BENCHMARKS.md section 4).
     shortlist: bool = False
     shortlist_top_k: int = 20
     shortlist_frequent: int = 200

@@ -237,7 +237,7 @@ class Attention(keras.layers.Layer):
                 query = _unit(query) * params["score_gain"]  # (B, [T,] D_q)
             # Batched products as tf.matmul / tensordot, not einsum: inside the decoder's step
             # loop the einsum forms and their gradients took 1.5-1.8x as long on CPU, and the
-            # bahdanau training step 4-10% more CPU time (BENCHMARKS.md section 7).
+            # bahdanau training step 5-10% more CPU time (BENCHMARKS.md section 7).
             if single:
                 return tf.squeeze(tf.matmul(target, query[:, :, None]), -1)  # (B, S)
             return tf.matmul(query, target, transpose_b=True)  # (B, T, S)
