@@ -20,8 +20,9 @@ The pieces:
     time) and `recurrence_generic` (any activations, per-gate recurrent dropout): the `LSTM`
     layer's loops over a sequence.
 
-Dtypes (mixed precision): z, the gates and h are in the compute dtype; C and every
-elementwise derivative in the state dtype (float32 under 16-bit policies, see nmt.layers.lstm).
+Dtypes (mixed precision): z and h are in the compute dtype (the matmuls' dtype); the gates,
+C and every elementwise derivative in the state dtype (float32 under 16-bit policies, see
+nmt.layers.lstm).
 """
 
 from __future__ import annotations
@@ -69,21 +70,27 @@ def step_forward(z, c_prev, axis: int = -1):
     """The sigmoid/tanh step: z (…4u…) gates on `axis`, c_prev (…u…) -> (h, C, σ(z), C̃).
 
     σ is taken of all four blocks at once (the C̃ block of σ(z) is unused): one elementwise op
-    over the packed gates instead of three over slices. h is in z's dtype, C in c_prev's.
+    over the packed gates instead of three over slices. h is in z's dtype; C, σ(z) and C̃ in
+    c_prev's.
     """
     h, c, a, g, _ = _forward(z, c_prev, axis)
     return h, c, a, g
 
 
 def _forward(z, c_prev, axis):
-    """`step_forward` plus tanh(C) (…u…), which the one-step backward pass reuses."""
-    sdt = c_prev.dtype
-    a = tf.sigmoid(z)  # (…4u…) σ(z)
+    """`step_forward` plus tanh(C) (…u…), which the one-step backward pass reuses.
+
+    Under a 16-bit policy z is cast to C's dtype once, so σ, tanh and their derivatives run
+    in float32: one cast of the packed gates instead of one per gate, and TensorFlow's
+    bfloat16 elementwise kernels on CPU are slower than its float32 ones (BENCHMARKS.md).
+    """
+    zs = cast(z, c_prev.dtype)  # (…4u…)
+    a = tf.sigmoid(zs)  # (…4u…) σ(z)
     a_i, a_f, _, a_o = tf.split(a, 4, axis=axis)  # (…u…) each
-    g = tf.tanh(tf.split(z, 4, axis=axis)[2])  # (…u…) C̃
-    c = cast(a_f, sdt) * c_prev + cast(a_i, sdt) * cast(g, sdt)  # (…u…)
+    g = tf.tanh(tf.split(zs, 4, axis=axis)[2])  # (…u…) C̃
+    c = a_f * c_prev + a_i * g  # (…u…)
     tc = tf.tanh(c)  # (…u…)
-    h = cast(cast(a_o, sdt) * tc, z.dtype)  # (…u…)
+    h = cast(a_o * tc, z.dtype)  # (…u…)
     return h, c, a, g, tc
 
 
@@ -125,11 +132,10 @@ def step_backward(dh, dc, dgates, dh_dc, f, z_dtype, axis: int = -1):
 
 def _step_autodiff(z, c_prev, activation, recurrent_activation, axis):
     """The same equations for any activations, differentiated by autodiff."""
-    sdt = c_prev.dtype
-    z_i, z_f, z_c, z_o = tf.split(z, 4, axis=axis)
+    z_i, z_f, z_c, z_o = tf.split(cast(z, c_prev.dtype), 4, axis=axis)  # as `_forward`
     i, f, o = recurrent_activation(z_i), recurrent_activation(z_f), recurrent_activation(z_o)
-    c = cast(f, sdt) * c_prev + cast(i, sdt) * cast(activation(z_c), sdt)
-    h = cast(cast(o, sdt) * activation(c), z.dtype)
+    c = f * c_prev + i * activation(z_c)
+    h = cast(o * activation(c), z.dtype)
     return h, c
 
 
@@ -331,8 +337,8 @@ def recurrence_fused(xw2, h0, c0, rk_t, mask, n_steps, static_steps, unroll):
 
         storage = (
             _new_steps(cdt, n_steps, static_steps, unroll, state_shape),  # h after each step
-            _new_steps(cdt, n_steps, static_steps, unroll, gates_shape),  # σ(z)
-            _new_steps(cdt, n_steps, static_steps, unroll, state_shape),  # C̃
+            _new_steps(sdt, n_steps, static_steps, unroll, gates_shape),  # σ(z)
+            _new_steps(sdt, n_steps, static_steps, unroll, state_shape),  # C̃
             _new_steps(sdt, n_steps, static_steps, unroll, state_shape),  # C before masking
             _new_steps(sdt, n_steps, static_steps, unroll, state_shape) if has_mask else 0,
         )
