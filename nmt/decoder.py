@@ -172,8 +172,9 @@ class Decoder(keras.layers.Layer):
         initial_state: the state nest from `initial_state()`.
         training: bool.
         return_attention: bool. Also return the attention weights.
-    Returns float32 logits `(B, T, V)`, or `(logits, attention float32 (B, T, S))` with
-    `return_attention`.
+        positions: bool `(B, T)` or None. Project only these positions (see `Seq2Seq`).
+    Returns float32 logits `(B, T, V)` (`(N, V)` with `positions`), or `(logits, attention
+    float32 (B, T, S))` with `return_attention`.
     """
 
     def __init__(
@@ -340,7 +341,14 @@ class Decoder(keras.layers.Layer):
     # === Teacher forcing ===
 
     def call(
-        self, target_ids, memory, memory_mask, initial_state, training=False, return_attention=False
+        self,
+        target_ids,
+        memory,
+        memory_mask,
+        initial_state,
+        training=False,
+        return_attention=False,
+        positions=None,
     ):
         memory, memory_mask, *keys = self.prepare_memory(memory, memory_mask)
         embedded = self._embed(target_ids, training)  # (B, T, E)
@@ -348,7 +356,9 @@ class Decoder(keras.layers.Layer):
         h_tilde, attention = run(
             embedded, memory, memory_mask, tuple(keys), initial_state, training, return_attention
         )
-        logits = self.output_projection(h_tilde)  # (B, T, V) float32
+        if positions is not None:  # only the positions asked for (training: no padding)
+            h_tilde = tf.boolean_mask(h_tilde, positions)  # (N, units)
+        logits = self.output_projection(h_tilde)  # (B, T, V) or (N, V) float32
         return (logits, attention) if return_attention else logits
 
     def _whole_sequence(

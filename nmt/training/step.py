@@ -143,14 +143,19 @@ class Trainer:
         coverage = train_cfg.coverage_loss
 
         def forward_backward(source, target_in, target_out, total_tokens):
+            # Logits at the non-pad target positions only: the output layer and the loss skip
+            # the padding (a dynamic shape, so not under train.jit's XLA).
+            positions = None if train_cfg.jit else target_out != PAD_ID  # (B, T)
+            labels = target_out if positions is None else tf.boolean_mask(target_out, positions)
             with tf.GradientTape() as tape:
                 if coverage:
                     logits, weights = model(
-                        (source, target_in), training=True, return_attention=True
-                    )
+                        (source, target_in), training=True, return_attention=True,
+                        positions=positions,
+                    )  # fmt: skip
                 else:
-                    logits = model((source, target_in), training=True)  # (B, T, V)
-                loss_sum, _ = sequence_loss(target_out, logits, train_cfg.label_smoothing)
+                    logits = model((source, target_in), training=True, positions=positions)
+                loss_sum, _ = sequence_loss(labels, logits, train_cfg.label_smoothing)
                 objective = loss_sum  # the logged loss stays the cross-entropy
                 if coverage:
                     penalty = coverage_penalty(weights, source != PAD_ID, target_out != PAD_ID)
@@ -232,9 +237,12 @@ class Trainer:
 
         @tf.function(input_signature=[spec, spec, spec])
         def dev_loss(source, target_in, target_out):
-            logits, weights = model((source, target_in), training=False, return_attention=True)
-            health = attention_health(weights, source != PAD_ID, target_out != PAD_ID)
-            return (*sequence_loss(target_out, logits, 0.0), *health)
+            positions = target_out != PAD_ID  # (B, T) logits at the real target words only
+            logits, weights = model(
+                (source, target_in), training=False, return_attention=True, positions=positions
+            )
+            health = attention_health(weights, source != PAD_ID, positions)
+            return (*sequence_loss(tf.boolean_mask(target_out, positions), logits, 0.0), *health)
 
         self.dev_loss_fn = dev_loss
         self.dev_sources = [text for _, text in iter_lines(cfg.data.dev_source)]

@@ -168,6 +168,34 @@ def test_gradients_equal_stepwise_reference(case):
         np.testing.assert_allclose(g_fast / scale, g_slow / scale, atol=2e-5, err_msg=variable.path)
 
 
+@pytest.mark.parametrize("input_feeding", [True, False])
+def test_positions_give_the_non_pad_logits_loss_and_gradients(input_feeding):
+    """`positions` (what training passes: the non-pad targets) projects only those rows: the
+    same logits, loss and gradients as projecting every position and masking."""
+    model = make_model(seed=4, input_feeding=input_feeding, attention="general")
+    source, target_in, target_out = batch(seed=4)
+    keep = target_out != PAD_ID
+    assert not keep.all()  # the batch has padding to skip
+
+    def run(positions):
+        with tf.GradientTape() as tape:
+            logits = model((source, target_in), positions=positions)
+            labels = target_out if positions is None else tf.boolean_mask(target_out, positions)
+            loss, count = sequence_loss(labels, logits, 0.1)
+        return logits, loss, count, tape.gradient(loss, model.trainable_variables)
+
+    full, loss, count, grads = run(None)
+    rows, rows_loss, rows_count, rows_grads = run(tf.constant(keep))
+    assert rows.shape == (keep.sum(), V_TGT)
+    np.testing.assert_allclose(rows, tf.boolean_mask(full, keep), atol=1e-6)
+    np.testing.assert_allclose(rows_loss, loss, rtol=1e-6)
+    assert float(rows_count) == float(count) == keep.sum()
+    for variable, a, b in zip(model.trainable_variables, rows_grads, grads, strict=True):
+        np.testing.assert_allclose(
+            tf.convert_to_tensor(a), tf.convert_to_tensor(b), atol=1e-6, err_msg=variable.path
+        )
+
+
 def test_every_weight_gets_a_gradient():
     model = make_model(bridge="dense", attention="bahdanau", encoder_layers=2, decoder_layers=2)
     source, target_in, target_out = batch()
@@ -359,6 +387,29 @@ def test_sequence_loss_matches_numpy_and_keras(eps):
     np.testing.assert_allclose(loss_sum, np.sum(keras_ce.numpy() * (labels != PAD_ID)), rtol=1e-5)
     traced = tf.function(sequence_loss)(labels, logits, tf.constant(eps))  # a tensor eps
     np.testing.assert_allclose(traced[0], ref_sum, rtol=1e-5)
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_sequence_loss_gradient_matches_keras_and_any_leading_shape(eps):
+    """The one-softmax-pass form has the gradient of the smoothed cross-entropy itself, and
+    (N,) labels with (N, V) logits (the non-pad positions only) give the same sums."""
+    rng = np.random.default_rng(7)
+    logits = tf.constant((2 * rng.normal(size=(3, 5, 9))).astype("float32"))
+    labels = rng.integers(1, 9, size=(3, 5)).astype("int32")
+    labels[1, 2:] = PAD_ID
+    keras_ce = keras.losses.CategoricalCrossentropy(
+        from_logits=True, label_smoothing=eps, reduction=None
+    )
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(logits)
+        ours, _ = sequence_loss(labels, logits, eps)
+        reference = tf.reduce_sum(keras_ce(tf.one_hot(labels, 9), logits) * (labels != PAD_ID))
+    np.testing.assert_allclose(tape.gradient(ours, logits), tape.gradient(reference, logits),
+                               atol=1e-6)  # fmt: skip
+    keep = labels != PAD_ID
+    flat_sum, flat_count = sequence_loss(labels[keep], tf.boolean_mask(logits, keep), eps)
+    np.testing.assert_allclose(flat_sum, ours, rtol=1e-6)
+    assert float(flat_count) == keep.sum()
 
 
 def test_sequence_loss_accepts_half_precision_logits():
