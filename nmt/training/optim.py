@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from nmt.config import TrainConfig
 from nmt.errors import ConfigError
 
@@ -46,12 +48,11 @@ def make_optimizer(train: TrainConfig, *, num_replicas: int = 1, loss_scaling: b
 
     clip = train.clip_norm * num_replicas if train.clip_norm > 0 else None
     common = {"learning_rate": train.learning_rate, "global_clipnorm": clip}
+    adam, adamw = fused_adam_classes()
     if train.optimizer == "adam":
-        optimizer = keras.optimizers.Adam(
-            beta_1=train.adam_beta_1, beta_2=train.adam_beta_2, **common
-        )
+        optimizer = adam(beta_1=train.adam_beta_1, beta_2=train.adam_beta_2, **common)
     elif train.optimizer == "adamw":
-        optimizer = keras.optimizers.AdamW(
+        optimizer = adamw(
             weight_decay=train.weight_decay,
             beta_1=train.adam_beta_1,
             beta_2=train.adam_beta_2,
@@ -64,3 +65,68 @@ def make_optimizer(train: TrainConfig, *, num_replicas: int = 1, loss_scaling: b
     if loss_scaling:
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
+
+
+_FUSED = {}
+
+
+def fused_adam_classes():
+    """`(FusedAdam, FusedAdamW)`: `keras.optimizers.Adam` / `AdamW` whose dense update is
+    TensorFlow's fused `ResourceApplyAdam` kernel.
+
+    The kernel computes Keras's own equations, with t = iterations + 1:
+
+        alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)
+        m += (g - m) * (1 - beta_1)      v += (g^2 - v) * (1 - beta_2)
+        var -= alpha * m / (sqrt(v) + epsilon)
+
+    in one multithreaded op per variable instead of about ten elementwise passes over it (the
+    update of a 12M-parameter model took half the time on CPU; BENCHMARKS.md section 7). The
+    slot variables, their names and so the checkpoints are Adam's own; AdamW's decoupled weight
+    decay runs before, as in Keras. amsgrad and sparse (IndexedSlices) gradients take Keras's
+    update.
+    """
+    import keras
+
+    if not _FUSED:
+        for base in (keras.optimizers.Adam, keras.optimizers.AdamW):
+            _FUSED[base] = _fused(base)
+    return _FUSED[keras.optimizers.Adam], _FUSED[keras.optimizers.AdamW]
+
+
+def _fused(base):
+    """`base` (Adam or AdamW) with the fused dense update (see `fused_adam_classes`)."""
+    import keras
+    import tensorflow as tf
+
+    def handle(variable):
+        return (variable.value if isinstance(variable, keras.Variable) else variable).handle
+
+    class Fused(base):
+        def __init__(self, *args, **kwargs):
+            kwargs.setdefault("name", re.sub(r"(?<!^)(?=[A-Z])", "_", base.__name__).lower())
+            super().__init__(*args, **kwargs)
+
+        def update_step(self, gradient, variable, learning_rate):
+            if self.amsgrad or isinstance(gradient, tf.IndexedSlices):
+                return super().update_step(gradient, variable, learning_rate)
+            dtype = variable.dtype
+            index = self._get_variable_index(variable)
+            t = tf.cast(self.iterations + 1, dtype)
+            beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+            tf.raw_ops.ResourceApplyAdam(
+                var=handle(variable),
+                m=handle(self._momentums[index]),
+                v=handle(self._velocities[index]),
+                beta1_power=tf.pow(beta_1, t),
+                beta2_power=tf.pow(beta_2, t),
+                lr=tf.cast(learning_rate, dtype),
+                beta1=beta_1,
+                beta2=beta_2,
+                epsilon=tf.cast(self.epsilon, dtype),
+                grad=tf.cast(gradient, dtype),
+            )
+
+    Fused.__name__ = Fused.__qualname__ = f"Fused{base.__name__}"
+    Fused.__doc__ = f"{base.__name__} with TensorFlow's fused ResourceApplyAdam update."
+    return Fused
