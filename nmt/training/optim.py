@@ -80,7 +80,7 @@ def fused_adam_classes():
         m += (g - m) * (1 - beta_1)      v += (g^2 - v) * (1 - beta_2)
         var -= alpha * m / (sqrt(v) + epsilon)
 
-    in one multithreaded op per variable instead of about ten elementwise passes over it (the
+    in one op per variable instead of about ten elementwise passes over it (the
     update of a 12M-parameter model took half the time on CPU; BENCHMARKS.md section 7). The
     slot variables, their names and so the checkpoints are Adam's own; AdamW's decoupled weight
     decay runs before, as in Keras. amsgrad and sparse (IndexedSlices) gradients take Keras's

@@ -145,20 +145,23 @@ class Trainer:
         def forward_backward(source, target_in, target_out, total_tokens):
             # Logits at the non-pad target positions only: the output layer and the loss skip
             # the padding (a dynamic shape, so not under train.jit's XLA).
-            positions = None if train_cfg.jit else target_out != PAD_ID  # (B, T)
+            real = target_out != PAD_ID  # (B, T)
+            positions = None if train_cfg.jit else real
             labels = target_out if positions is None else tf.boolean_mask(target_out, positions)
             with tf.GradientTape() as tape:
                 if coverage:
                     logits, weights = model(
-                        (source, target_in), training=True, return_attention=True,
+                        (source, target_in),
+                        training=True,
+                        return_attention=True,
                         positions=positions,
-                    )  # fmt: skip
+                    )
                 else:
                     logits = model((source, target_in), training=True, positions=positions)
                 loss_sum, _ = sequence_loss(labels, logits, train_cfg.label_smoothing)
                 objective = loss_sum  # the logged loss stays the cross-entropy
                 if coverage:
-                    penalty = coverage_penalty(weights, source != PAD_ID, target_out != PAD_ID)
+                    penalty = coverage_penalty(weights, source != PAD_ID, real)
                     objective = loss_sum + coverage * penalty
                 loss = objective / total_tokens
                 if loss_scaling:

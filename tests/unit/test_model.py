@@ -404,8 +404,9 @@ def test_sequence_loss_gradient_matches_keras_and_any_leading_shape(eps):
         tape.watch(logits)
         ours, _ = sequence_loss(labels, logits, eps)
         reference = tf.reduce_sum(keras_ce(tf.one_hot(labels, 9), logits) * (labels != PAD_ID))
-    np.testing.assert_allclose(tape.gradient(ours, logits), tape.gradient(reference, logits),
-                               atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        tape.gradient(ours, logits), tape.gradient(reference, logits), atol=1e-6
+    )
     keep = labels != PAD_ID
     flat_sum, flat_count = sequence_loss(labels[keep], tf.boolean_mask(logits, keep), eps)
     np.testing.assert_allclose(flat_sum, ours, rtol=1e-6)
