@@ -8,6 +8,8 @@ its layers over the whole target at once; `FeedingLoop.run` does the recurrence 
   - in the loop each layer does one matmul of [input; h] with its stacked [W; U], and
     h~_t = tanh([c_t; out_L] W_c) one more; each is a `LoopMatmul` (plain-matmul input
     gradients, weight gradients as one matmul after the loop);
+  - the attention's memory-side gradients (the memory, and the keys of dot/general) are two
+    batched matmuls after the loop (`LoopMemory`), as `LoopMatmul`'s weight gradients are;
   - the dropout masks are drawn before the loop (by the decoder) and read at each step;
   - with `jit` each step (forward and backward) is XLA-compiled: `_compute` sees tensors only.
 """
@@ -62,7 +64,9 @@ class FeedingLoop:
         """
         steps = tf.shape(embedded)[1]
         matmuls, params = self._matmuls(embedded)
-        compute = self._compute(matmuls, memory_bundle, params)
+        memory, memory_mask, keys = memory_bundle
+        loop_memory = LoopMemory(memory, keys, steps, self.attention.multiplicative)
+        compute = self._compute(matmuls, (loop_memory, memory_mask), params)
         if self.jit:  # one XLA cluster per step, forward and backward
             compute = tf.function(compute, jit_compile=True)
         masks = (
@@ -75,19 +79,30 @@ class FeedingLoop:
             kept = (tf.TensorArray(tf.float32, size=steps, element_shape=[None, None]),)
         hs, cs, feed = self._start(initial_state)
 
-        def body(t, hs, cs, feed, outputs_ta, kept, recorded):
+        def body(t, hs, cs, feed, outputs_ta, kept, recorded, memory_recorded):
             step_masks, weight_masks = (None if ta is None else ta.read(t) for ta in masks)
             offsets = [matmul.offset(t) for matmul in matmuls]  # (B, 4u) ..., (B, units)
-            new_hs, new_cs, h_tilde, weights, xs = compute(
-                offsets, step_masks, weight_masks, hs, cs, feed
+            new_hs, new_cs, h_tilde, weights, xs, used = compute(
+                (offsets, loop_memory.offsets(t)), step_masks, weight_masks, hs, cs, feed
             )
             if return_attention:
                 kept = (kept[0].write(t, weights),)  # (B, S) at t; train.coverage_loss's gradient
             recorded = tuple(LoopMatmul.record(r, t, x) for r, x in zip(recorded, xs, strict=True))
-            return (t + 1, new_hs, new_cs, h_tilde, outputs_ta.write(t, h_tilde), kept, recorded)
+            memory_recorded = loop_memory.record(memory_recorded, t, used)
+            return (
+                t + 1,
+                new_hs,
+                new_cs,
+                h_tilde,
+                outputs_ta.write(t, h_tilde),
+                kept,
+                recorded,
+                memory_recorded,
+            )
 
-        start = (tf.constant(0), hs, cs, feed, outputs_ta, kept, tuple(m.recorded for m in matmuls))
-        _, _, _, _, outputs_ta, kept, recorded = tf.while_loop(
+        recorded = tuple(m.recorded for m in matmuls)
+        start = (tf.constant(0), hs, cs, feed, outputs_ta, kept, recorded, loop_memory.recorded)
+        _, _, _, _, outputs_ta, kept, recorded, memory_recorded = tf.while_loop(
             lambda t, *_: t < steps,
             body,
             start,
@@ -95,6 +110,7 @@ class FeedingLoop:
         )
         for matmul, stack in zip(matmuls, recorded, strict=True):
             matmul.finish(stack)
+        loop_memory.finish(memory_recorded)
         h_tilde = tf.transpose(outputs_ta.stack(), [1, 0, 2])  # (B, T, units)
         if not return_attention:
             return h_tilde, None
@@ -150,13 +166,16 @@ class FeedingLoop:
     def _compute(self, matmuls, memory_bundle, params):
         """The step function `compute(offsets, masks, weight_masks, hs, cs, feed)`."""
         cells, attention, residual_at = self.cells, self.attention, self.residual_at
-        memory, memory_mask, keys = memory_bundle
+        loop_memory, memory_mask = memory_bundle
 
-        def compute(offsets, masks, weight_masks, hs, cs, feed):
+        def compute(all_offsets, masks, weight_masks, hs, cs, feed):
             """One step on tensors only (no TensorArrays), so that it can be XLA-compiled.
 
-            Returns (new hs, new cs, h~ (B, units), attention (B, S), every loop-matmul input).
+            Returns (new hs, new cs, h~ (B, units), attention (B, S), every loop-matmul input,
+            the attention products' inputs for `LoopMemory.record`).
             """
+            offsets, memory_offsets = all_offsets
+            products = StepProducts(*memory_offsets)
             new_hs, new_cs, xs, top = [], [], [], feed
             for i, cell in enumerate(cells):
                 inputs = top * masks[i] if masks is not None and i > 0 else top  # (B, units)
@@ -168,7 +187,13 @@ class FeedingLoop:
                 new_cs.append(c)
                 top = h + inputs if i > 0 and residual_at(i, inputs) else h  # (B, units)
             context, weights = attention.attend(
-                top, memory, memory_mask, keys, params, weight_masks
+                top,
+                loop_memory.memory,
+                memory_mask,
+                loop_memory.keys,
+                params,
+                weight_masks,
+                products=products,
             )
             # h~ = tanh([c_t; out_L] W_c), as Attention.attentional_hidden.
             joined = tf.concat([context, top], 1)  # (B, units + units)
@@ -176,6 +201,146 @@ class FeedingLoop:
             h_tilde = tf.tanh(matmuls[-1].apply(joined, offsets[-1]))  # (B, units)
             if masks is not None:
                 h_tilde = h_tilde * masks[0]
-            return tuple(new_hs), tuple(new_cs), h_tilde, weights, tuple(xs)
+            return tuple(new_hs), tuple(new_cs), h_tilde, weights, tuple(xs), products.used()
 
         return compute
+
+
+class LoopMemory:
+    """The memory side of the loop's attention, with `LoopMatmul`'s scheme for its gradients.
+
+    Autodiff of the step products s_t = K q_t (the multiplicative scores, K the keys (B, S, D))
+    and c_t = a_t M (the context, M the memory (B, S, D_m)) gives K and M an outer-product
+    gradient at every step, dS_t ⊗ q_t and a_t ⊗ dc_t (B, S, D), summed over the steps by the
+    loop's gradient accumulators: a batched matmul and a (B, S, D) AddN per step each.
+    Instead, as `LoopMatmul` does for the weights:
+
+      - in the loop the products (`StepProducts`) see K and M without gradient; their
+        gradients for q_t and a_t are the batched matrix-vector products;
+      - zero offsets (T, B, S) and (T, B, D_m), added to s_t and c_t, have the stacks dS and
+        dC of every step as their gradients; the loop records q_t and a_t (`record`), and
+        after it dK = Σ_t dS_tᵀ q_t and dM = Σ_t a_tᵀ dc_t are one batched (B, S, T)·(B, T, D)
+        matmul each.
+
+    The keys of the additive scores (v·tanh(K + q W)) have a different gradient at every step
+    and keep autodiff; their context product takes this scheme.
+    """
+
+    def __init__(self, memory, keys, steps, multiplicative: bool):
+        self.multiplicative = multiplicative
+        self.memory = tf.stop_gradient(memory)  # (B, S, D_m)
+        if multiplicative:  # unscaled dot attention has no keys: the memory is its key
+            self.keys = tuple(tf.stop_gradient(k) for k in keys)
+            key = keys[0] if keys else memory  # (B, S, D)
+        else:
+            self.keys, key = keys, None
+        self.queries = self.weights = None  # (T, B, D), (T, B, S): set by finish()
+        offsets = _zeros_with_memory_gradient(self, key, memory, steps)
+        self.score_offsets = None
+        if multiplicative:
+            self.score_offsets = _unstacked(offsets[0], steps, [None, None])  # (B, S) at t
+        self.context_offsets = _unstacked(offsets[-1], steps, [None, memory.shape[-1]])
+        width = key.shape[-1] if multiplicative else None
+        self.recorded = (
+            tf.TensorArray(key.dtype, size=steps, element_shape=[None, width])
+            if multiplicative
+            else (),
+            tf.TensorArray(memory.dtype, size=steps, element_shape=[None, None]),
+        )
+
+    def offsets(self, t):
+        """(score offset (B, S) or None, context offset (B, D_m)) at step t."""
+        score = None if self.score_offsets is None else self.score_offsets.read(t)
+        return score, self.context_offsets.read(t)
+
+    def record(self, recorded, t, used):
+        """Writes `StepProducts.used()` (query, weights) of step t."""
+        queries, weights = recorded
+        query, step_weights = used
+        if self.multiplicative:
+            queries = queries.write(t, tf.stop_gradient(query))
+        return queries, weights.write(t, tf.stop_gradient(step_weights))
+
+    def finish(self, recorded):
+        queries, weights = recorded
+        self.queries = queries.stack() if self.multiplicative else None  # (T, B, D)
+        self.weights = weights.stack()  # (T, B, S)
+
+
+class StepProducts:
+    """One step's attention products for `Attention.attend(products=)` (see `LoopMemory`)."""
+
+    def __init__(self, score_offset, context_offset):
+        self.score_offset, self.context_offset = score_offset, context_offset
+        self.query = self.weights = None
+
+    def score(self, keys, query):
+        """keys (B, S, D) · query (B, D) + offset: `(B, S)`; gradient for the query only."""
+        self.query = query
+        return _product_for_right(keys, query) + self.score_offset
+
+    def context(self, weights, memory):
+        """weights (B, S) · memory (B, S, D_m) + offset: `(B, D_m)`; gradient for the weights."""
+        self.weights = weights
+        return _product_for_left(weights, memory) + self.context_offset
+
+    def used(self):
+        """(query or a placeholder zero, weights), the tensors `LoopMemory.record` writes."""
+        return (0.0 if self.query is None else self.query), self.weights
+
+
+def _product_for_right(keys, query):
+    """keys (B, S, D) x query (B, D) -> (B, S), differentiated for the query only."""
+
+    @tf.custom_gradient
+    def product(query):
+        def grad(d_scores):
+            return tf.squeeze(tf.matmul(d_scores[:, None, :], keys), 1)  # (B, D)
+
+        return tf.squeeze(tf.matmul(keys, query[:, :, None]), -1), grad  # (B, S)
+
+    return product(query)
+
+
+def _product_for_left(weights, memory):
+    """weights (B, S) x memory (B, S, D) -> (B, D), differentiated for the weights only."""
+
+    @tf.custom_gradient
+    def product(weights):
+        def grad(d_context):
+            return tf.squeeze(tf.matmul(memory, d_context[:, :, None]), -1)  # (B, S)
+
+        return tf.squeeze(tf.matmul(weights[:, None, :], memory), 1), grad  # (B, D)
+
+    return product(weights)
+
+
+def _zeros_with_memory_gradient(loop_memory, key, memory, steps):
+    """Zeros ((T, B, S) score offsets with a key, and (T, B, D_m) context offsets) whose
+    gradients dS, dC give the key Σ_t dS_tᵀ q_t and the memory Σ_t a_tᵀ dc_t."""
+    batch, length = tf.shape(memory)[0], tf.shape(memory)[1]
+    context_shape = tf.stack([steps, batch, memory.shape[-1]])
+
+    def memory_gradient(d_context):
+        weights = tf.transpose(loop_memory.weights, [1, 2, 0])  # (B, S, T)
+        return tf.matmul(weights, tf.transpose(d_context, [1, 0, 2]))  # (B, S, D_m)
+
+    if key is None:
+
+        @tf.custom_gradient
+        def context_zeros(memory):
+            return tf.zeros(context_shape, memory.dtype), memory_gradient
+
+        return (context_zeros(memory),)
+
+    @tf.custom_gradient
+    def zeros(key, memory):
+        def grad(d_scores, d_context):
+            queries = tf.transpose(loop_memory.queries, [1, 0, 2])  # (B, T, D)
+            d_key = tf.matmul(tf.transpose(d_scores, [1, 2, 0]), queries)  # (B, S, D)
+            return d_key, memory_gradient(d_context)
+
+        score_zeros = tf.zeros(tf.stack([steps, batch, length]), key.dtype)  # (T, B, S)
+        return (score_zeros, tf.zeros(context_shape, memory.dtype)), grad
+
+    return zeros(key, memory)

@@ -37,12 +37,25 @@ def head_file(ctx: Benchmark, source: Path, lines: int, dest: Path) -> Path:
     return write_atomic(dest, text)
 
 
-# The same-size model once more over a vocabulary shortlist (`nmt shortlist`, then
-# `nmt translate --shortlist`): the default sizes, and a smaller one (BENCHMARKS section 4).
-SHORTLISTS = {
-    f"{NMT_A}, shortlist k=10 N=100": ["--shortlist"],
-    f"{NMT_A}, shortlist k=5 N=50": ["--shortlist-top-k", "5", "--shortlist-frequent", "50"],
-}
+def variants() -> dict[str, list[str]]:
+    """The same-size model once more with extra `nmt translate` arguments: over a vocabulary
+    shortlist (`nmt shortlist`, then `--shortlist`) at the default sizes and a smaller one
+    (BENCHMARKS section 4), and, on a CPU with bfloat16 units (where `--precision auto`
+    picks it), in mixed_bfloat16 without and with the default shortlist."""
+    from nmt.config import DecodeConfig
+    from nmt.precision import explain_precision
+
+    decode = DecodeConfig()
+    default = f"shortlist k={decode.shortlist_top_k} N={decode.shortlist_frequent}"
+    rows = {
+        f"{NMT_A}, {default} (default)": ["--shortlist"],
+        f"{NMT_A}, shortlist k=5 N=50": ["--shortlist-top-k", "5", "--shortlist-frequent", "50"],
+    }
+    if explain_precision("auto", gpu_visible=False)[0] == "mixed_bfloat16":
+        bf16 = ["--precision", "mixed_bfloat16"]
+        rows[f"{NMT_A}, mixed_bfloat16"] = bf16
+        rows[f"{NMT_A}, mixed_bfloat16, {default}"] = [*bf16, "--shortlist"]
+    return rows
 
 
 def _section2_models(ctx: Benchmark) -> dict:
@@ -115,7 +128,7 @@ def _systems(ctx: Benchmark, s2: dict, limited: Path, matched: int) -> list[dict
         dict(name=NMT_A_MATCHED, model_dir=limited, checkpoint="last", batch_tokens=matched),
         *[
             dict(name=name, model_dir=limited, checkpoint="last", extra=extra)
-            for name, extra in SHORTLISTS.items()
+            for name, extra in variants().items()
         ],
     ]
     if not ctx.args.skip_peer:

@@ -228,13 +228,24 @@ class Attention(keras.layers.Layer):
 
     # === Attention ===
 
-    def scores(self, query, memory, keys, params):
-        """Unmasked scores: `(B, S)` for a `(B, D_q)` query, `(B, T, S)` for `(B, T, D_q)`."""
+    @property
+    def multiplicative(self) -> bool:
+        """Whether the score is one product of the query with a per-position key (dot, general)."""
+        return self.score in _MULTIPLICATIVE
+
+    def scores(self, query, memory, keys, params, products=None):
+        """Unmasked scores: `(B, S)` for a `(B, D_q)` query, `(B, T, S)` for `(B, T, D_q)`.
+
+        `products` (one step only): the decoder loop's `LoopMemory` step, which computes the
+        multiplicative score's key product (see nmt/feeding_loop.py).
+        """
         single = len(query.shape) == 2
         if self.score in _MULTIPLICATIVE:
             target = keys[0] if keys else memory  # (B, S, D_q)
             if self.scale == "normed":
                 query = _unit(query) * params["score_gain"]  # (B, [T,] D_q)
+            if products is not None:
+                return products.score(target, query)  # (B, S)
             # Batched products as tf.matmul / tensordot, not einsum: inside the decoder's step
             # loop the einsum forms and their gradients took 1.5-1.8x as long on CPU, and the
             # bahdanau training step 5-10% more CPU time (BENCHMARKS.md section 7).
@@ -248,15 +259,17 @@ class Attention(keras.layers.Layer):
             hidden = ops.tanh(keys[0][:, None, :, :] + projected[:, :, None, :])  # (B, T, S, A)
         return tf.tensordot(hidden, params["score_vector"], 1)  # (B, [T,] S): one matmul
 
-    def attend(self, query, memory, mask, keys, params, noise=None, training=False):
+    def attend(self, query, memory, mask, keys, params, noise=None, training=False, products=None):
         """Masked softmax and context; `(context, weights float32)` (see the class docstring).
 
         Attention dropout: `noise` (from `weight_noise`, the weights' shape) multiplies the
         weights that make the context; without it, `training` draws it here. The weights
-        returned are those before dropout.
+        returned are those before dropout. `products`: see `scores` (it also computes the
+        context product).
         """
         single = len(query.shape) == 2
-        scores = ops.cast(self.scores(query, memory, keys, params), "float32")  # (B, [T,] S)
+        scores = self.scores(query, memory, keys, params, products)  # (B, [T,] S)
+        scores = ops.cast(scores, "float32")
         if mask is not None:
             mask = mask if single else mask[:, None, :]  # (B, [1,] S)
             scores = ops.where(mask, scores, _MASKED_SCORE)
@@ -265,7 +278,9 @@ class Attention(keras.layers.Layer):
             noise = self.weight_noise(ops.shape(weights), training)
         kept = weights if noise is None else weights * noise  # (B, [T,] S) attention dropout
         cast_weights = ops.cast(kept, memory.dtype)
-        if single:
+        if products is not None:
+            context = products.context(cast_weights, memory)  # (B, D_m)
+        elif single:
             context = tf.squeeze(tf.matmul(cast_weights[:, None, :], memory), 1)  # (B, D_m)
         else:
             context = tf.matmul(cast_weights, memory)  # (B, T, D_m)

@@ -83,6 +83,7 @@ def test_call_equals_repeated_step(case):
     [
         dict(input_feeding=True, attention="general", attention_scale="normed"),
         dict(input_feeding=True, attention="dot", bidirectional=True),
+        dict(input_feeding=True, attention="general", bidirectional=True, bridge="dense"),
         dict(input_feeding=False, attention="bahdanau"),
         dict(input_feeding=False, attention="general", attention_scale="sqrt"),
     ],
@@ -145,6 +146,12 @@ def test_attention_ignores_padding_and_sums_to_one():
         ),
         dict(input_feeding=False, attention="bahdanau", encoder_layers=2, decoder_layers=2),
         dict(input_feeding=True, attention="concat", tie_output_embeddings=True, embedding_dim=16),
+        # The loop's memory-side gradients after the loop (LoopMemory): unscaled dot (the
+        # memory is key and value), normed general (the query is scaled in the step), bahdanau
+        # (keys by autodiff, context after the loop).
+        dict(input_feeding=True, attention="dot", bidirectional=True),
+        dict(input_feeding=True, attention="general", attention_scale="normed"),
+        dict(input_feeding=True, attention="bahdanau", bidirectional=True),
     ],
     ids=case_id,
 )
