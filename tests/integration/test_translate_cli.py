@@ -254,7 +254,7 @@ def test_checkpoint_best_last_and_path(memorised, tmp_path):
     model_dir = memorised.model_dir
     ckpt_100 = model_dir / "checkpoints" / "ckpt-100"
     outputs = {}
-    for checkpoint, expected_step in ((None, 200), ("last", 300), (ckpt_100, 100)):
+    for checkpoint, expected_step in ((None, 300), ("last", 400), (ckpt_100, 100)):
         options = ["--checkpoint", checkpoint] if checkpoint else []  # default: best
         _, outputs[checkpoint] = translate(memorised, src, *options, "--beam", "1", "--with-scores")
         loaded = load_model(model_dir, str(checkpoint or "best"))
