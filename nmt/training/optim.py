@@ -37,17 +37,17 @@ def learning_rate_at(step, factor, train: TrainConfig):
     return warm * rate
 
 
-def make_optimizer(train: TrainConfig, *, num_replicas: int = 1, loss_scaling: bool = False):
-    """The Keras optimizer for `train` (clipping by global norm; wrapped for loss scaling).
+def make_optimizer(train: TrainConfig, *, loss_scaling: bool = False):
+    """The Keras optimizer for `train` (wrapped for loss scaling), without clipping.
 
-    The train step gives the optimizer the replica-summed gradient divided by the number of
-    replicas on every replica (the optimizer sums them again), so the clipping threshold is
-    scaled by `num_replicas` to clip the summed gradient at `train.clip_norm`.
+    `train.clip_norm` is applied by the train step (`clip_to_global_norm`) with the global norm
+    it computes for the log, once, of the replica-summed gradient: Keras's `global_clipnorm`
+    would compute the norm a second time, and under a distribution strategy it clips each
+    replica's share before the optimizer sums them, which is not the summed gradient's norm.
     """
     import keras
 
-    clip = train.clip_norm * num_replicas if train.clip_norm > 0 else None
-    common = {"learning_rate": train.learning_rate, "global_clipnorm": clip}
+    common = {"learning_rate": train.learning_rate}
     adam, adamw = fused_adam_classes()
     if train.optimizer == "adam":
         optimizer = adam(beta_1=train.adam_beta_1, beta_2=train.adam_beta_2, **common)
@@ -65,6 +65,24 @@ def make_optimizer(train: TrainConfig, *, num_replicas: int = 1, loss_scaling: b
     if loss_scaling:
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
+
+
+def clip_to_global_norm(grads, norm, clip_norm: float):
+    """`grads` times clip_norm / max(norm, clip_norm): the gradient clipped to global norm
+    `clip_norm` (unchanged at or below it; `clip_norm` 0: off), as `tf.clip_by_global_norm` and
+    Keras's `global_clipnorm` do, with the norm `norm` (float32 ()) computed by the caller.
+
+    `norm` may be the norm of the unscaled gradient while `grads` are loss-scaled (the scale
+    cancels in the factor). A non-finite norm makes every gradient NaN, as in Keras, so that
+    the loss-scale optimizer skips the step and a float32 run sees a non-finite update.
+    """
+    if not clip_norm:
+        return grads
+    import tensorflow as tf
+
+    clip = tf.constant(clip_norm, tf.float32)
+    factor = clip / tf.maximum(norm, clip) + (norm - norm)  # () NaN when norm is not finite
+    return [g * tf.cast(factor, g.dtype) for g in grads]
 
 
 _FUSED = {}

@@ -16,7 +16,7 @@ from pathlib import Path
 from nmt import checkpoints as ckpt
 from nmt.config import Config
 from nmt.training.cluster import Cluster
-from nmt.training.optim import learning_rate_at, make_optimizer
+from nmt.training.optim import clip_to_global_norm, learning_rate_at, make_optimizer
 from nmt.training.state import State
 
 Log = Callable[[str], None]
@@ -52,9 +52,7 @@ class Trainer:
         with strategy.scope():
             self.model = ckpt.build_model(cfg, vocab)
             self.model.decoder.loop_jit = cfg.train.decoder_loop_jit
-            self.optimizer = make_optimizer(
-                cfg.train, num_replicas=self.cluster.num_replicas, loss_scaling=self.loss_scaling
-            )
+            self.optimizer = make_optimizer(cfg.train, loss_scaling=self.loss_scaling)
             self.optimizer.build(self.model.trainable_variables)
             self.state = State()
         self.rng_states = seed_generator_states(self.model)
@@ -188,9 +186,10 @@ class Trainer:
             grads = [tf.convert_to_tensor(g) for g in grads]
             if replicas > 1:
                 grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
-            norm = tf.linalg.global_norm(grads)
+            norm = tf.linalg.global_norm(grads)  # () of the summed gradient
             if loss_scaling:
                 norm = norm / tf.cast(optimizer.dynamic_scale, norm.dtype)
+            grads = clip_to_global_norm(grads, norm, train_cfg.clip_norm)
             if replicas > 1:  # the optimizer sums over replicas again
                 grads = [g / tf.cast(replicas, g.dtype) for g in grads]
             optimizer.apply(grads, variables)

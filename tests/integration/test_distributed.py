@@ -33,8 +33,10 @@ MIRRORED = textwrap.dedent(
     from tests.helpers.corpus import Lines, tiny_config
     from nmt.training import train
     root = Path({root!r})
+    # train.clip_norm 0.05 is below every step's gradient norm, so clipping acts on each
+    # update: the mirrored run must clip the replica-summed gradient as one device does.
     common = ["train.max_steps=4", "train.checkpoint_every=4", "train.log_every=1",
-              "model.dropout=0.0"]
+              "model.dropout=0.0", "train.clip_norm=0.05"]
     # data.batch_tokens is per replica: both runs see the same global batches of 128 tokens.
     single = train(tiny_config(root / "c", *common, "data.batch_tokens=128",
                                "train.eval_every=4"),

@@ -59,17 +59,17 @@ def test_learning_rate_plateau_uses_factor_and_none_is_constant():
     assert _lr(12345, TrainConfig(learning_rate=0.2)) == pytest.approx(0.2)
 
 
-def test_make_optimizer_clipping_scaled_by_replicas_and_loss_scaling():
+def test_make_optimizer_leaves_clipping_to_the_train_step_and_wraps_loss_scaling():
     import keras
 
     from nmt.training import make_optimizer
 
-    opt = make_optimizer(TrainConfig(optimizer="adamw", clip_norm=2.0), num_replicas=4)
-    assert isinstance(opt, keras.optimizers.AdamW) and opt.global_clipnorm == 8.0
-    assert make_optimizer(TrainConfig(clip_norm=0.0)).global_clipnorm is None
+    opt = make_optimizer(TrainConfig(optimizer="adamw", clip_norm=2.0))
+    assert isinstance(opt, keras.optimizers.AdamW) and opt.global_clipnorm is None
     scaled = make_optimizer(TrainConfig(optimizer="sgd"), loss_scaling=True)
     assert isinstance(scaled, keras.optimizers.LossScaleOptimizer)
     assert isinstance(scaled.inner_optimizer, keras.optimizers.SGD)
+    assert scaled.inner_optimizer.global_clipnorm is None
 
 
 def test_resolve_paths_makes_data_paths_absolute(tmp_path):

@@ -8,21 +8,29 @@ import pytest
 import tensorflow as tf
 
 from nmt.config import TrainConfig
-from nmt.training.optim import fused_adam_classes, make_optimizer
+from nmt.training.optim import clip_to_global_norm, fused_adam_classes, make_optimizer
 
 SHAPES = [(7, 5), (5,), (3, 4)]
 
 
-def _run(optimizer, steps=6, sparse=False):
-    """Weights and optimizer variables after `steps` tf.function updates from fixed values."""
+def _run(optimizer, steps=6, sparse=False, clip=0.0):
+    """Weights and optimizer variables after `steps` tf.function updates from fixed values;
+    `clip`: the gradients clipped first as the train step clips them (`clip_to_global_norm`
+    with the norm of the unscaled gradient under loss scaling)."""
     rng = np.random.default_rng(0)
     variables = [keras.Variable(rng.normal(size=s).astype("float32")) for s in SHAPES]
     grads = [[rng.normal(size=s).astype("float32") for s in SHAPES] for _ in range(steps)]
+    optimizer.build(variables)  # as the trainer does (the loss scale exists from here on)
 
     @tf.function
     def update(gs):
         if sparse:  # the first gradient as IndexedSlices: Keras's own sparse update
             gs = [tf.IndexedSlices(gs[0][:2], tf.constant([1, 4]), tf.constant(SHAPES[0])), *gs[1:]]
+        if clip:
+            norm = tf.linalg.global_norm(gs)
+            if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+                norm = norm / optimizer.dynamic_scale
+            gs = clip_to_global_norm(gs, norm, clip)
         optimizer.apply(gs, variables)
 
     for gs in grads:
@@ -83,8 +91,9 @@ def test_make_optimizer_gives_the_fused_classes_also_under_loss_scaling():
     assert type(make_optimizer(TrainConfig(optimizer="adamw"))) is fused_adamw
     scaled = make_optimizer(TrainConfig(optimizer="adam"), loss_scaling=True)
     assert type(scaled.inner_optimizer) is fused_adam
-    weights, _ = _run(scaled)
-    cfg = TrainConfig(optimizer="adam")
+    cfg = TrainConfig(optimizer="adam", clip_norm=1.0)
+    assert cfg.clip_norm < 2.0  # below the norms of _run's gradients: clipping is active
+    weights, _ = _run(scaled, clip=cfg.clip_norm)
     inner = keras.optimizers.Adam(
         learning_rate=cfg.learning_rate,
         beta_1=cfg.adam_beta_1,
@@ -94,3 +103,20 @@ def test_make_optimizer_gives_the_fused_classes_also_under_loss_scaling():
     ref, _ = _run(keras.optimizers.LossScaleOptimizer(inner))
     for a, b in zip(weights, ref, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_clip_to_global_norm_equals_tensorflow_and_passes_non_finite_on():
+    rng = np.random.default_rng(3)
+    grads = [tf.constant(rng.normal(size=s).astype("float32")) for s in SHAPES]
+    norm = tf.linalg.global_norm(grads)
+    for clip in (0.5, float(norm) * 2):  # above and below the norm
+        ours = clip_to_global_norm(grads, norm, clip)
+        ref, _ = tf.clip_by_global_norm(grads, clip)
+        for a, b in zip(ours, ref, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-6)
+    assert clip_to_global_norm(grads, norm, 0.0) is grads  # clip_norm 0: off
+    for bad in (np.inf, np.nan):
+        out = clip_to_global_norm(grads, tf.constant(bad, tf.float32), 1.0)
+        assert all(np.isnan(g.numpy()).all() for g in out)
+    halves = [tf.cast(g, tf.float16) for g in grads]
+    assert clip_to_global_norm(halves, norm, 0.5)[0].dtype == tf.float16
