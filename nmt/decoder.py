@@ -135,7 +135,7 @@ class Decoder(keras.layers.Layer):
         stacked [W; U]; dropout masks for the loop are drawn before it; the loop's matmuls
         have a hand-made backward pass (plain-matmul input gradients, weight gradients as one
         matmul after the loop; see `LoopMatmul`), about 30% faster than autodiff on CPU;
-        the attention's memory-side gradients are two batched matmuls after the loop
+        the attention's memory-side gradients are batched matmuls after the loop
         (`LoopMemory` in nmt/feeding_loop.py);
       - without input feeding every layer runs as a whole-sequence LSTM call and attention is
         one batched contraction for all steps;

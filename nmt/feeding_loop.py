@@ -8,7 +8,7 @@ its layers over the whole target at once; `FeedingLoop.run` does the recurrence 
   - in the loop each layer does one matmul of [input; h] with its stacked [W; U], and
     h~_t = tanh([c_t; out_L] W_c) one more; each is a `LoopMatmul` (plain-matmul input
     gradients, weight gradients as one matmul after the loop);
-  - the attention's memory-side gradients (the memory, and the keys of dot/general) are two
+  - the attention's memory-side gradients (the memory's, and the keys' of dot/general) are
     batched matmuls after the loop (`LoopMemory`), as `LoopMatmul`'s weight gradients are;
   - the dropout masks are drawn before the loop (by the decoder) and read at each step;
   - with `jit` each step (forward and backward) is XLA-compiled: `_compute` sees tensors only.

@@ -309,7 +309,7 @@ def sequence_loss(labels, logits, label_smoothing: float = 0.0):
     mask = ops.not_equal(labels, PAD_ID)  # (...)
     classes = tf.shape(logits)[-1]
     flat = tf.reshape(logits, [-1, classes])  # (N, V)
-    eps = tf.cast(label_smoothing, tf.float32)
+    eps = tf.convert_to_tensor(label_smoothing, tf.float32)  # a tensor, not a variable
     loss = _smoothed_xent(flat, tf.reshape(labels, [-1]), eps)  # (N,)
     loss_sum = tf.reduce_sum(tf.where(tf.reshape(mask, [-1]), loss, 0.0))
     token_count = tf.reduce_sum(tf.cast(mask, "float32"))
@@ -319,11 +319,12 @@ def sequence_loss(labels, logits, label_smoothing: float = 0.0):
 def _smoothed_xent(logits, labels, eps):
     """Per-row -sum_v q_v log softmax(logits)_v for float32 logits (N, V), labels (N,).
 
-    Forward, with m = max_v x_v and s = sum_v exp(x_v - m):
+    Forward, with m = max_v x_v, z = x - m and s = sum_v exp(z_v):
 
-        loss = m + log s - (1 - eps) x_y - eps * mean_v x_v
+        loss = log s - (1 - eps) z_y - eps * mean_v z_v
 
-    backward dloss * (exp(x - m) / s - q), the exp kept from the forward pass and the
+    (on the shifted logits z, so that a confident prediction's small loss keeps its digits);
+    backward dloss * (exp(z) / s - q), the exp kept from the forward pass and the
     (1 - eps) one-hot part subtracted by a scatter: a few multithreaded elementwise passes,
     measured 1.7x faster forward and backward on CPU than TensorFlow's fused
     softmax_cross_entropy_with_logits against a dense q (which runs single passes but more
@@ -335,12 +336,12 @@ def _smoothed_xent(logits, labels, eps):
 
     @tf.custom_gradient
     def xent(x):
-        peak = tf.reduce_max(x, axis=-1, keepdims=True)  # (N, 1)
-        exps = tf.exp(x - peak)  # (N, V)
+        shifted = x - tf.reduce_max(x, axis=-1, keepdims=True)  # (N, V) z = x - m
+        exps = tf.exp(shifted)  # (N, V)
         total = tf.reduce_sum(exps, axis=-1)  # (N,)
-        picked = tf.gather(x, labels[:, None], batch_dims=1)[:, 0]  # (N,) x_y
-        mean = tf.reduce_mean(x, axis=-1)  # (N,)
-        loss = peak[:, 0] + tf.math.log(total) - (1.0 - eps) * picked - eps * mean  # (N,)
+        picked = tf.gather(shifted, labels[:, None], batch_dims=1)[:, 0]  # (N,) z_y
+        mean = tf.reduce_mean(shifted, axis=-1)  # (N,)
+        loss = tf.math.log(total) - (1.0 - eps) * picked - eps * mean  # (N,)
 
         def grad(d_loss):
             scale = (d_loss / total)[:, None]  # (N, 1)

@@ -72,7 +72,7 @@ from nmt.config import Config, from_dict, save_config
 from nmt.precision import explain_precision
 from nmt.training.cluster import Cluster, chief_temp_dir, make_cluster, set_threads
 from nmt.training.metrics import COLLAPSED_FINAL_MASS, COLLAPSED_PEAK, attention_warning
-from nmt.training.optim import learning_rate_at, make_optimizer
+from nmt.training.optim import clip_to_global_norm, learning_rate_at, make_optimizer
 from nmt.training.run import Run
 from nmt.training.setup import (
     WORKER_WAIT_SECONDS,
@@ -106,6 +106,7 @@ __all__ = [
     "check_model_dir",
     "check_train_config",
     "chief_temp_dir",
+    "clip_to_global_norm",
     "data_changes",
     "has_checkpoint",
     "incompatible_changes",

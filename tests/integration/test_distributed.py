@@ -50,7 +50,16 @@ MIRRORED = textwrap.dedent(
     half = train(tiny_config(root / "c", *common, "data.batch_tokens=64",
                              "train.precision=mixed_float16", dev=False),
                  root / "half", strategy=strategy, log=Lines())
+    # SGD's update is proportional to the clipped gradient (Adam's hardly changes when every
+    # step's gradient is scaled alike), so a wrong threshold shows in the losses at once.
+    sgd = ["train.optimizer=sgd", "train.learning_rate=0.5", "train.warmup_steps=0"]
+    single_sgd = train(tiny_config(root / "c", *common, *sgd, "data.batch_tokens=128",
+                                   dev=False), root / "single_sgd", log=Lines())
+    mirrored_sgd = train(tiny_config(root / "c", *common, *sgd, "data.batch_tokens=64",
+                                     dev=False), root / "mirrored_sgd", strategy=strategy,
+                         log=Lines())
     print(json.dumps({{"single": single.losses, "mirrored": mirrored.losses,
+                      "single_sgd": single_sgd.losses, "mirrored_sgd": mirrored_sgd.losses,
                       "replicas": [single.num_replicas, mirrored.num_replicas],
                       "evaluations": mirrored.evaluations,
                       "single_evaluations": single.evaluations, "half": half.losses,
@@ -82,6 +91,8 @@ def test_mirrored_two_devices_matches_single_device(tmp_path):
     assert np.isfinite(evaluation["dev_loss"])
     assert evaluation["dev_loss"] == pytest.approx(reference["dev_loss"], rel=1e-4)
     np.testing.assert_allclose(result["mirrored"], result["single"], rtol=1e-5)
+    np.testing.assert_allclose(result["mirrored_sgd"], result["single_sgd"], rtol=1e-5)
+    assert result["single_sgd"][-1] < result["single_sgd"][0]  # SGD trains
     assert result["half_precision"] == ["mixed_float16", 2]
     np.testing.assert_allclose(result["half"], result["single"], rtol=1e-2)
     a = ckpt.load_model(tmp_path / "single", "last").model.get_weights()

@@ -111,12 +111,14 @@ def test_output_projection_is_float32_under_mixed_precision():
     np.testing.assert_allclose(logits, reference, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("attention", ["bahdanau", "general", "dot"])
 @pytest.mark.parametrize("training", [False, True])
-def test_decoder_loop_jit_gives_the_same_logits_and_gradients(training):
+def test_decoder_loop_jit_gives_the_same_logits_and_gradients(training, attention):
     """`loop_jit` XLA-compiles each step of the input-feeding loop; with the dropout seeds
-    restored the compiled steps get the same masks (drawn outside them) and compute the same."""
+    restored the compiled steps get the same masks (drawn outside them) and compute the same,
+    the memory's gradient (`LoopMemory`, after the loop) included."""
     rng = np.random.default_rng(5)
-    decoder = Decoder(20, 8, 16, num_layers=2, attention="bahdanau", dropout=0.3)
+    decoder = Decoder(20, 8, 16, num_layers=2, attention=attention, dropout=0.3)
     decoder.build()
     randomize(decoder, seed=6)
     memory = tf.constant(rng.normal(size=(3, 5, 16)).astype("float32"))
@@ -130,16 +132,19 @@ def test_decoder_loop_jit_gives_the_same_logits_and_gradients(training):
         for variable, seed in zip(decoder.non_trainable_variables, seeds, strict=True):
             variable.assign(seed)
         with tf.GradientTape() as tape:
+            tape.watch(memory)
             logits = decoder(target, memory, mask, decoder.initial_state(states), training=training)
             loss = tf.reduce_sum(tf.sin(logits))
-        return logits, tape.gradient(loss, decoder.trainable_variables)
+        return logits, tape.gradient(loss, [*decoder.trainable_variables, memory])
 
     logits, grads = run(False)
     jit_logits, jit_grads = run(True)
     np.testing.assert_allclose(jit_logits, logits, rtol=1e-5, atol=1e-5)
-    for variable, a, b in zip(decoder.trainable_variables, jit_grads, grads, strict=True):
+    names = [v.path for v in decoder.trainable_variables] + ["memory"]
+    for name, a, b in zip(names, jit_grads, grads, strict=True):
         a, b = tf.convert_to_tensor(a), tf.convert_to_tensor(b)
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=variable.path)
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=name)
+    assert float(tf.reduce_max(tf.abs(grads[-1]))) > 0  # the memory gets a gradient
 
 
 def test_lstm_step_hand_backward_equals_autodiff():

@@ -394,6 +394,19 @@ def test_sequence_loss_matches_numpy_and_keras(eps):
     np.testing.assert_allclose(loss_sum, np.sum(keras_ce.numpy() * (labels != PAD_ID)), rtol=1e-5)
     traced = tf.function(sequence_loss)(labels, logits, tf.constant(eps))  # a tensor eps
     np.testing.assert_allclose(traced[0], ref_sum, rtol=1e-5)
+    held = sequence_loss(labels, logits, tf.Variable(eps))  # a variable eps (a schedule)
+    np.testing.assert_allclose(held[0], ref_sum, rtol=1e-5)
+
+
+def test_sequence_loss_keeps_the_digits_of_a_confident_prediction():
+    # Logits near 1e4 (float32 spacing 1e-3 there) with the label 8 above the other six: the
+    # loss is log(1 + 6 e^-8) = 2.0e-3 per row, computed on logits shifted by their maximum;
+    # adding the maximum back before subtracting the label's logit would leave it 0 or 1e-3 off.
+    logits = np.zeros((2, 7), np.float32) + 1.0e4
+    labels = np.array([3, 5], np.int32)
+    logits[np.arange(2), labels] += 8.0
+    loss_sum, _ = sequence_loss(labels, logits, 0.0)
+    np.testing.assert_allclose(loss_sum, 2 * np.log1p(6 * np.exp(-8.0)), rtol=1e-4)
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.1])

@@ -91,9 +91,12 @@ def test_make_optimizer_gives_the_fused_classes_also_under_loss_scaling():
     assert type(make_optimizer(TrainConfig(optimizer="adamw"))) is fused_adamw
     scaled = make_optimizer(TrainConfig(optimizer="adam"), loss_scaling=True)
     assert type(scaled.inner_optimizer) is fused_adam
-    cfg = TrainConfig(optimizer="adam", clip_norm=1.0)
-    assert cfg.clip_norm < 2.0  # below the norms of _run's gradients: clipping is active
+    # _run's gradients count as loss-scaled (by 2^15): their unscaled norms are about 1e-4,
+    # so a clip_norm of 1e-5 clips every update.
+    cfg = TrainConfig(optimizer="adam", clip_norm=1e-5)
     weights, _ = _run(scaled, clip=cfg.clip_norm)
+    unclipped, _ = _run(make_optimizer(TrainConfig(optimizer="adam"), loss_scaling=True))
+    assert not np.allclose(weights[0], unclipped[0], rtol=1e-4)  # the clipping acted
     inner = keras.optimizers.Adam(
         learning_rate=cfg.learning_rate,
         beta_1=cfg.adam_beta_1,
