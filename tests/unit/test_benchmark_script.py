@@ -454,3 +454,33 @@ def test_probe_gflops_counts_the_flops_of_its_fastest_product():
     rate = plan.probe_gflops(size=64, seconds=0.05, clock=clock)
     assert rate == pytest.approx(2 * 64**3 / 0.005 / 1e9)
     assert next(ticks) < 40  # stopped once `seconds` of fake time had passed
+
+
+# ---- section 3's extra decoding rows
+
+
+@pytest.mark.parametrize("bf16_units", [False, True])
+def test_section3_rows_name_the_shortlist_defaults_and_add_bfloat16_only_where_auto_picks_it(
+    bf16_units, monkeypatch
+):
+    import nmt.precision
+    from bench.sections import s3_decode
+    from nmt.config import DecodeConfig
+
+    monkeypatch.setattr(nmt.precision, "cpu_bf16_flags", lambda: ["amx_bf16"] if bf16_units else [])
+    rows = s3_decode.variants()
+    decode = DecodeConfig()
+    default = f"shortlist k={decode.shortlist_top_k} N={decode.shortlist_frequent}"
+    assert rows[f"{common.NMT_A}, {default} (default)"] == ["--shortlist"]
+    bf16 = {name: args for name, args in rows.items() if "mixed_bfloat16" in name}
+    if not bf16_units:
+        assert bf16 == {}
+    else:
+        assert bf16 == {
+            f"{common.NMT_A}, mixed_bfloat16": ["--precision", "mixed_bfloat16"],
+            f"{common.NMT_A}, mixed_bfloat16, {default}": [
+                "--precision",
+                "mixed_bfloat16",
+                "--shortlist",
+            ],
+        }
