@@ -139,7 +139,9 @@ def test_decoder_loop_jit_gives_the_same_logits_and_gradients(training, attentio
 
     logits, grads = run(False)
     jit_logits, jit_grads = run(True)
-    np.testing.assert_allclose(jit_logits, logits, rtol=1e-5, atol=1e-5)
+    # XLA orders its float32 sums its own way; unscaled general scores make the softmax sharp
+    # enough to turn that into 2e-5 on a logit near 0.01 (seen once in CI).
+    np.testing.assert_allclose(jit_logits, logits, rtol=1e-4, atol=1e-4)
     names = [v.path for v in decoder.trainable_variables] + ["memory"]
     for name, a, b in zip(names, jit_grads, grads, strict=True):
         a, b = tf.convert_to_tensor(a), tf.convert_to_tensor(b)
