@@ -324,18 +324,23 @@ def print_table(rows: list[dict], gaps: dict[str, float], step_work: float) -> N
     print(f"work per step: {step_work / 1e9:.1f} GFLOP (matmuls, forward + backward, padded)")
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def prepare(args):
+    """`(config, vocab)` for the parsed arguments (`--data`, `--pair`, `--config`, ...); exits
+    with status 2 and a message when the training files are not there."""
     src_lang, tgt_lang = args.pair.split("-")
     train_source, train_target = args.data / f"train.{src_lang}", args.data / f"train.{tgt_lang}"
     if not train_source.exists():
-        print(
-            f"bench_train: {train_source} not found (set --data or NMT_MULTI30K)", file=sys.stderr
-        )
-        return 2
+        print(f"{Path(sys.argv[0]).stem}: {train_source} not found (set --data or NMT_MULTI30K)",
+              file=sys.stderr)  # fmt: skip
+        raise SystemExit(2)
     make_config = recipe_config if args.config else small_v1_config
     config = make_config(args, train_source, train_target)
-    vocab = vocabulary(config, args.vocab_cache / args.pair)
+    return config, vocabulary(config, args.vocab_cache / args.pair)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    config, vocab = prepare(args)
     variants = [v for v in args.variants.split(",") if v]
     trainers, batches, reference = build_all(config, vocab, variants, args.batches)
     timings = time_steps(args, trainers, batches, config, vocab)
