@@ -3,11 +3,11 @@
 Builds the `nmt train` step of a config exactly as scripts/bench_train.py does (same batches,
 same weights for every variant), runs it on ONE thread (inter- and intra-op), so that op times
 add up to the step's CPU time instead of overlapping, and reads TensorFlow's profiler trace of
---steps steps. Every op's time goes to one kind: matrix products, casts, elementwise math,
+--rounds passes over --steps batches per variant, the variants alternating. Every op's time goes to one kind: matrix products, casts, elementwise math,
 reductions, data movement (concat, split, slice, transpose), loop lists (TensorArray /
 TensorList), random numbers (dropout), optimizer updates, other. Tracing slows each op call,
 so the profiled op times are compared with each other, and the step's wall time is measured
-on the same batches unprofiled first.
+on the same batches unprofiled, just before each profiled pass.
 
 The table's last lines are the precision ceiling: with variants A (the first) and B,
   - "matmul-only ratio": B's matrix-product time over A's, what the matrix units alone give;
@@ -21,7 +21,7 @@ matter here, and the wall times of scripts/bench_train.py are the speed figures.
 
 Usage (repository root, this repository's venv):
     python scripts/profile_train.py --config configs/multi30k_en_de.yaml --batch-tokens 1200 \\
-        --variants nmt:mixed_bfloat16,nmt:float32 [--steps 6] [--top 12] [--json FILE]
+        --variants nmt:mixed_bfloat16,nmt:float32 [--steps 4] [--rounds 3] [--json FILE]
 """
 
 from __future__ import annotations
@@ -113,7 +113,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--pair", default="en-de")
     parser.add_argument("--batch-tokens", type=int, default=1200)
     parser.add_argument("--variants", default="nmt:mixed_bfloat16,nmt:float32")
-    parser.add_argument("--steps", type=int, default=6, help="profiled steps (distinct batches)")
+    parser.add_argument("--steps", type=int, default=4, help="distinct batches, one pass each")
+    parser.add_argument("--rounds", type=int, default=3, help="passes per variant, alternated")
     parser.add_argument("--warmup", type=int, default=3, help="unprofiled steps first")
     parser.add_argument("--top", type=int, default=12, help="op types listed per variant")
     parser.add_argument("--vocab-cache", type=Path, default=bench_train.DEFAULT_CACHE)
@@ -121,7 +122,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.set_defaults(jit=False)  # bench_train's recipe_config reads it
     args = parser.parse_args(argv)
-    for name in ("steps", "top"):
+    for name in ("steps", "rounds", "top"):
         if getattr(args, name) < 1:
             parser.error(f"--{name}: expected at least 1, got {getattr(args, name)}")
     if args.warmup < 0:
@@ -159,29 +160,50 @@ def op_times(trace_dir: str) -> tuple[collections.Counter, collections.Counter, 
     return times, by_name, count
 
 
-def profile(trainer, batches, warmup: int) -> dict:
-    """One variant: wall s per step (the batches once unprofiled), {op type: s per step} and
-    ops per step (the same batches again, profiled)."""
+def profile_once(trainer, batches) -> tuple[float, collections.Counter, collections.Counter, int]:
+    """One pass of one variant over the batches unprofiled (wall s), then profiled (op type
+    and op name seconds, op count): tracing slows every op call, so the wall time is apart."""
     import tensorflow as tf
 
-    for batch in (batches * (warmup // len(batches) + 1))[:warmup]:
-        bench_train._timed_step(trainer, *batch)
-    start = time.perf_counter()  # the wall time unprofiled: tracing slows every op call
+    start = time.perf_counter()
     for batch in batches:
         bench_train._timed_step(trainer, *batch)
-    wall = (time.perf_counter() - start) / len(batches)
+    wall = time.perf_counter() - start
     with tempfile.TemporaryDirectory(prefix="nmt-profile-") as trace_dir:
         tf.profiler.experimental.start(trace_dir)
         for batch in batches:
             bench_train._timed_step(trainer, *batch)
         tf.profiler.experimental.stop()
         times, by_name, count = op_times(trace_dir)
-    n = len(batches)
+    return wall, times, by_name, count
+
+
+def profile(trainers: dict, batches, warmup: int, rounds: int) -> dict:
+    """{variant: wall s per step, {op type: s per step}, {op name: s per step}, ops per step},
+    the variants alternating pass by pass (the order flips every round), so that a machine
+    that slows down for a while slows all of them."""
+    names = list(trainers)
+    for name in names:
+        for batch in (batches * (warmup // len(batches) + 1))[:warmup]:
+            bench_train._timed_step(trainers[name], *batch)
+    totals = {n: [0.0, collections.Counter(), collections.Counter(), 0] for n in names}
+    for round_ in range(rounds):
+        for name in names if round_ % 2 == 0 else names[::-1]:
+            wall, times, by_name, count = profile_once(trainers[name], batches)
+            total = totals[name]
+            total[0] += wall
+            total[1].update(times)
+            total[2].update(by_name)
+            total[3] += count
+    n = rounds * len(batches)
     return {
-        "wall": wall,
-        "ops": {op: seconds / n for op, seconds in times.items()},
-        "names": {name: seconds / n for name, seconds in by_name.items()},
-        "ops_per_step": count / n,
+        name: {
+            "wall": wall / n,
+            "ops": {op: seconds / n for op, seconds in times.items()},
+            "names": {op: seconds / n for op, seconds in by_name.items()},
+            "ops_per_step": count / n,
+        }
+        for name, (wall, times, by_name, count) in totals.items()
     }
 
 
@@ -213,7 +235,10 @@ def print_report(args, results: dict, names: list[str]) -> None:
 
     ms = 1e3
     print(f"CPU: {cpu_description()}")
-    print(f"one thread; {args.steps} profiled steps after {args.warmup}; ms per step\n")
+    print(
+        f"one thread; {args.rounds} alternated rounds of {args.steps} batches, unprofiled then "
+        f"profiled, after {args.warmup} warm-up steps; ms per step\n"
+    )
     kinds = list(KINDS) + ["other"]
     print("| kind | " + " | ".join(names) + " |")
     print("|---|" + "---|" * len(names))
@@ -261,7 +286,7 @@ def main(argv=None) -> int:
     names = args.variants.split(",")
     config, vocab = bench_train.prepare(args)
     trainers, batches, _ = bench_train.build_all(config, vocab, names, args.steps)
-    results = {name: profile(trainers[name], batches, args.warmup) for name in names}
+    results = profile(trainers, batches, args.warmup, args.rounds)
     print_report(args, results, names)
     if args.json:
         summary = {n: {"wall": r["wall"], "kinds": by_kind(r["ops"])} for n, r in results.items()}
