@@ -68,7 +68,9 @@ def _section2_models(ctx: Benchmark) -> dict:
         )
     if need_train:
         ctx.log("section 3 needs the section 2 models: training them first")
-        s2 = ctx.section2_train()
+        from bench.sections import s2_train
+
+        s2 = s2_train.run(ctx)
     return s2
 
 

@@ -7,6 +7,7 @@ the table formatter, the choice of batch_tokens and the steady-state decode rate
 
 from __future__ import annotations
 
+import argparse
 import random
 from pathlib import Path
 
@@ -484,3 +485,37 @@ def test_section3_rows_name_the_shortlist_defaults_and_add_bfloat16_only_where_a
                 "--shortlist",
             ],
         }
+
+
+class _Section3Context:
+    """What section 3's model lookup reads of a Benchmark: results, args, log."""
+
+    def __init__(self, results, skip_peer=False):
+        self.results = results
+        self.args = argparse.Namespace(skip_peer=skip_peer)
+        self.logged = []
+
+    def log(self, message):
+        self.logged.append(message)
+
+
+def test_section3_alone_trains_section2s_models_first(monkeypatch, tmp_path):
+    from bench.sections import s2_train, s3_decode
+
+    trained = {"systems": [{"model_dir": str(tmp_path)}]}
+    calls = []
+    monkeypatch.setattr(s2_train, "run", lambda ctx: calls.append(ctx) or trained)
+    ctx = _Section3Context(results={})
+    assert s3_decode._section2_models(ctx) is trained
+    assert calls == [ctx]
+    assert ctx.logged == ["section 3 needs the section 2 models: training them first"]
+
+
+def test_section3_reuses_section2s_models_when_they_are_there(monkeypatch, tmp_path):
+    from bench.sections import s2_train, s3_decode
+
+    monkeypatch.setattr(s2_train, "run", lambda ctx: pytest.fail("trained again"))
+    done = {"systems": [{"model_dir": str(tmp_path)}, {}, {"model_dir": str(tmp_path)}]}
+    ctx = _Section3Context(results={"2": done})
+    assert s3_decode._section2_models(ctx) is done
+    assert ctx.logged == []
