@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -99,6 +100,9 @@ def _average_output(model_dir: Path, output: Path) -> Path:
     fileio.check_output_dir(output, option="--output")
     target = Path(os.path.realpath(output))
     label = f"--output {output}"
+    if target.exists() and not os.access(target.parent, os.W_OK | os.X_OK):
+        raise CheckpointError(f"{label}: cannot replace it, no write access to "
+                              f"{target.parent}")  # fmt: skip
     if _is_within(model_dir, target):
         raise CheckpointError(f"{label}: holds the model directory {model_dir}, which the "
                               "average would replace; choose a new directory")  # fmt: skip
@@ -172,19 +176,19 @@ def _write_average(model, last_step: int, chosen: list[Path], given: Path, outpu
             ) from e
         try:
             if output.exists():
-                old = output.parent / f".{output.name}.old-{os.getpid()}"
+                old = output.parent / f".{output.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
                 os.rename(output, old)
             os.rename(staging, output)
             staging = None
         except OSError as e:
-            if old is not None and not output.exists():
-                os.rename(old, output)  # put the previous average back
-                old = None
             raise CheckpointWriteError(
                 f"{given}: cannot move the averaged checkpoint into place "
                 f"({error_reason(e)}); {unchanged}"
             ) from e
     finally:
+        if old is not None and staging is not None and not output.exists():
+            os.rename(old, output)  # failed or interrupted between the renames: put it back
+            old = None
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
         if old is not None:

@@ -76,6 +76,8 @@ def score_files(
     lowercase: bool = False,
 ) -> list[Score]:
     """Score a hypothesis file against a reference file, line by line."""
+    fileio.check_distinct_inputs([(f"HYP {hypothesis_path}", hypothesis_path),
+                                  (f"REF {reference_path}", reference_path)])  # fmt: skip
     hyps, refs = read_lines(hypothesis_path), read_lines(reference_path)
     if len(hyps) != len(refs):
         raise DataError(
@@ -110,6 +112,7 @@ def evaluate_model(
     from nmt.translator import Translator
 
     inputs = [(f"--src {source_path}", source_path), (f"--ref {reference_path}", reference_path)]
+    fileio.check_distinct_inputs(inputs)
     if hypothesis_path is not None:
         fileio.check_output_file(hypothesis_path, option="--hyp-out", inputs=inputs)
     sources, refs = read_lines(source_path), read_lines(reference_path)

@@ -72,6 +72,38 @@ def check_input(path: PathLike) -> None:
         raise DataError(f"{p}: is a directory, expected a text file")
 
 
+def check_distinct_inputs(inputs: Iterable[tuple[str, PathLike]]) -> None:
+    """DataError when two of a command's inputs, (how to name it, path) pairs, would read
+    one stream: both `-` (standard input), or one FIFO, socket or device given twice. Each
+    would take some of the lines and the pairs would silently not line up. A regular file
+    named twice is fine: each reader opens it afresh."""
+    seen: dict[object, str] = {}
+    for label, path in inputs:
+        key = STDIN if str(path) == STDIN else _stream_identity(path)
+        if key is None:
+            continue
+        if key in seen:
+            if key == STDIN:
+                what, fix = "standard input", "give at most one of them as -"
+            else:
+                what, fix = f"the same stream {path}", "give each its own file"
+            raise DataError(f"{seen[key]} and {label} both read {what}, so each would get "
+                            f"only some of its lines; {fix}")  # fmt: skip
+        seen[key] = label
+
+
+def _stream_identity(path: PathLike) -> tuple[int, int] | None:
+    """(device, inode) of a path that is not a regular file or directory (a FIFO, socket or
+    device, which one reader drains), else None."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
+        return None
+    return (st.st_dev, st.st_ino)
+
+
 def _open_binary(path: PathLike) -> IO[bytes]:
     if str(path) == STDIN:
         return sys.stdin.buffer

@@ -33,6 +33,8 @@ import dataclasses
 import hashlib
 import io
 import time
+import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,7 +106,8 @@ class Table:
                     pairs=int(data["pairs"]),
                     iterations=int(data["iterations"]),
                 )
-        except (OSError, ValueError, KeyError) as e:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+            # np.load: EOFError for an empty file, BadZipFile / zlib.error for a damaged one
             raise DataError(f"{path}: cannot read the shortlist ({fileio.reason(e)})") from None
 
 
@@ -186,6 +189,7 @@ def learn_table(
         raise ConfigError(f"--top-k must be positive, got {top_k}")
     if iterations < 1:
         raise ConfigError(f"--iterations must be positive, got {iterations}")
+    top_k = min(top_k, target_size)  # no source piece has more targets than there are
     src, tgt, token, target_tokens = _alignment_links(pairs, null=source_size)
     links = ibm1(src, tgt, token, len(target_tokens), source_size + 1, target_size, iterations)
     targets, probs = _top_targets(*links, source_size, top_k)
@@ -224,10 +228,12 @@ def _zip_lines(source_lines: Iterable, target_lines: Iterable, source, target, w
     for number, text in source_lines:
         other = next(target_iter, None)
         if other is None:
-            raise DataError(f"{what}: {target} has fewer lines than {source} ({number - 1})")
+            raise DataError(f"{what}: {target} ends at line {number - 1} but {source} goes "
+                            f"on (line {number}); the two must have one line per pair")  # fmt: skip
         yield (number, text), other[1]
     if next(target_iter, None) is not None:
-        raise DataError(f"{what}: {target} has more lines than {source} ({number})")
+        raise DataError(f"{what}: {source} ends at line {number} but {target} goes on (line "
+                        f"{number + 1}); the two must have one line per pair")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -268,6 +274,10 @@ def make_shortlist(
                           "and --target")  # fmt: skip
     for path in (source, target):
         fileio.check_input(path)
+    fileio.check_distinct_inputs([(f"--source {source}", source), (f"--target {target}", target)])
+    output = model_dir / modeldir.SHORTLIST_FILE
+    fileio.check_output_file(output, inputs=[(f"--source {source}", source),
+                                             (f"--target {target}", target)])  # fmt: skip
     log(f"reading {source} and {target}")
     pairs = _tokenized_pairs(vocab, source, target, config.data.max_length, what="nmt shortlist")
     if not pairs:
@@ -275,7 +285,7 @@ def make_shortlist(
     log(f"learning p(t|s): IBM model 1, {iterations} EM iterations on {len(pairs)} pairs")
     table = learn_table(pairs, vocab.source_size, vocab.target_size, digest=vocab_digest(vocab),
                         top_k=top_k, iterations=iterations)  # fmt: skip
-    path = table.save(model_dir / modeldir.SHORTLIST_FILE)
+    path = table.save(output)
     return MadeShortlist(path, len(pairs), time.perf_counter() - start, table)
 
 
@@ -356,7 +366,8 @@ def for_decoding(model_dir: str | Path, vocab, decode) -> Shortlist | None:
     table = Table.load(path)
     if table.digest != vocab_digest(vocab) or table.targets.shape[0] != vocab.source_size:
         raise DataError(f"{path}: learned for another vocabulary than the model's; {remake}")
-    if decode.shortlist_top_k > table.top_k:
+    complete = table.top_k >= vocab.target_size  # rows as wide as the vocabulary cover any k
+    if decode.shortlist_top_k > table.top_k and not complete:
         raise DataError(
             f"{path}: keeps {table.top_k} targets per source piece, fewer than "
             f"--shortlist-top-k {decode.shortlist_top_k}; remake it with "

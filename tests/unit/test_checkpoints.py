@@ -205,3 +205,27 @@ def test_average_weights_keeps_integer_arrays_from_the_last():
     np.testing.assert_array_equal(mean, np.array([2.0, 3.5], np.float32))
     assert mean.dtype == np.float32
     np.testing.assert_array_equal(counter, [7, 8])
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, OSError])
+def test_average_interrupted_between_its_renames_keeps_the_previous_average(
+    model_dir, tmp_path, monkeypatch, interrupt
+):
+    directory, _ = model_dir
+    output = tmp_path / "avg"
+    averaging.average_checkpoints(directory, 2, output)
+    before = {p.name: p.read_bytes() for p in output.iterdir()}
+    real_rename, calls = os.rename, []
+
+    def rename(src, dst):
+        calls.append((src, dst))
+        if len(calls) == 2:  # the previous average is moved away; the new one not yet in
+            raise interrupt("interrupted")
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename)
+    with pytest.raises((KeyboardInterrupt, CheckpointError)):
+        averaging.average_checkpoints(directory, 3, output)
+    monkeypatch.setattr(os, "rename", real_rename)
+    assert {p.name: p.read_bytes() for p in output.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["avg"]  # no staging, no old copy

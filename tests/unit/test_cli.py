@@ -38,6 +38,20 @@ def test_score_command_json_and_errors(tmp_path):
     assert result.exit_code == 2 and "unknown metric 'rouge'" in result.output
 
 
+def test_score_and_evaluate_refuse_standard_input_twice(tmp_path):
+    result = CliRunner().invoke(cli, ["score", "-", "-"], input="a b\na b\n")
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "nmt: error: HYP - and REF - both read standard input, so each would get only some "
+        "of its lines; give at most one of them as -"
+    ]
+    # refused before the model is looked at: the directory does not even exist
+    result = CliRunner().invoke(cli, ["evaluate", "--model", str(tmp_path / "none"), "--src",
+                                      "-", "--ref", "-"], input="a\nb\n")  # fmt: skip
+    assert result.exit_code == 2
+    assert "--src - and --ref - both read standard input" in result.output
+
+
 def test_debug_flag_shows_traceback(tmp_path):
     h = tmp_path / "h.txt"
     h.write_text("x\n")

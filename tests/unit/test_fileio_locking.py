@@ -62,6 +62,23 @@ def test_check_output_file_refuses_the_input_under_another_name(tmp_path):
     fileio.check_output_file("/dev/null", option="-o", inputs=[("IN", "/dev/null")])
 
 
+def test_two_inputs_may_not_read_one_stream(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    text = tmp_path / "a.txt"
+    text.write_text("x\n")
+    fileio.check_distinct_inputs([("--source a", text), ("--target a", text)])  # reopened
+    fileio.check_distinct_inputs([("--source -", "-"), ("--target a", text)])
+    with pytest.raises(DataError) as both:
+        fileio.check_distinct_inputs([("--source -", "-"), ("--target -", "-")])
+    assert str(both.value) == (
+        "--source - and --target - both read standard input, so each would get only some of "
+        "its lines; give at most one of them as -"
+    )
+    with pytest.raises(DataError, match=f"both read the same stream {fifo}.*its own file"):
+        fileio.check_distinct_inputs([("--source p", fifo), ("--target p", str(fifo))])
+
+
 def test_open_output_failure_keeps_the_file_and_leaves_no_temporary(tmp_path):
     out = tmp_path / "out.txt"
     out.write_text("old\n")

@@ -61,11 +61,25 @@ def test_table_file_round_trip_and_bad_files(tmp_path):
     np.testing.assert_array_equal(again.probs, table.probs)
     np.testing.assert_array_equal(again.frequent, table.frequent)
     assert (again.digest, again.pairs, again.iterations, again.top_k) == ("abc", 50, 5, 3)
-    (tmp_path / "bad.npz").write_bytes(b"not a table")
-    with pytest.raises(DataError, match="bad.npz: cannot read the shortlist"):
-        sl.Table.load(tmp_path / "bad.npz")
+    good = path.read_bytes()
+    damaged = {
+        "bad.npz": b"not a table",
+        "empty.npz": b"",  # np.load: EOFError
+        "cut.npz": good[: len(good) // 2],  # zipfile.BadZipFile
+        "flipped.npz": good[:-200] + bytes(b ^ 0xFF for b in good[-200:]),
+    }
+    for name, data in damaged.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(DataError, match=f"{name}: cannot read the shortlist"):
+            sl.Table.load(tmp_path / name)
     with pytest.raises(ConfigError, match="--top-k"):
         sl.learn_table(synthetic_pairs(5), 25, 60, top_k=0)
+
+
+def test_a_top_k_beyond_the_target_vocabulary_keeps_every_target():
+    table = sl.learn_table(synthetic_pairs(50), 25, 60, top_k=10**9)  # no (25, 10^9) array
+    assert table.top_k == 60
+    assert sl.learn_table(synthetic_pairs(50), 25, 60, top_k=60).top_k == 60
 
 
 def test_shortlist_ids_are_the_sorted_union():
@@ -185,9 +199,14 @@ def test_for_decoding_errors_name_the_fix(tiny, tmp_path):
     bare.mkdir()
     with pytest.raises(DataError, match=r"no shortlist .*`nmt shortlist --model .*bare`"):
         sl.for_decoding(bare, tiny.vocab, on)
-    with pytest.raises(DataError, match="keeps 50 targets per source piece.*--top-k 60"):
-        sl.for_decoding(tiny.model_dir, tiny.vocab, sl.configure(on, True, 60))
     table = sl.Table.load(tiny.model_dir / "shortlist.npz")
+    assert table.top_k >= tiny.vocab.target_size  # rows as wide as the vocabulary: any k
+    assert sl.for_decoding(tiny.model_dir, tiny.vocab, sl.configure(on, True, 60)) is not None
+    narrow = sl.Table(table.targets[:, :4], table.probs[:, :4], table.frequent, table.digest,
+                      1, 1)  # fmt: skip
+    narrow.save(bare / "shortlist.npz")
+    with pytest.raises(DataError, match="keeps 4 targets per source piece.*--top-k 5"):
+        sl.for_decoding(bare, tiny.vocab, sl.configure(on, True, 5))
     other = sl.Table(table.targets, table.probs, table.frequent, "elsewhere", 1, 1)
     other.save(bare / "shortlist.npz")
     with pytest.raises(DataError, match="learned for another vocabulary"):
