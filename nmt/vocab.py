@@ -46,6 +46,7 @@ from nmt.constants import (
 from nmt.errors import CheckpointError, DataError, NmtError
 from nmt.fileio import (
     LineSource,
+    check_distinct_inputs,
     check_input,
     check_output_dir,
     make_temp_dir,
@@ -450,6 +451,8 @@ def train_vocab(
         raise DataError("no target files given for the vocabulary")
     for path in source_files + target_files:
         check_input(path)
+    check_distinct_inputs([(f"--source {p}", p) for p in source_files]
+                                 + [(f"--target {p}", p) for p in target_files])  # fmt: skip
     output_dir = Path(output_dir)
     check_output_dir(output_dir, option="--output")
     other = [SOURCE_SPM, TARGET_SPM] if vocab_config.joint else [JOINT_SPM]

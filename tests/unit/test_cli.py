@@ -38,7 +38,7 @@ def test_score_command_json_and_errors(tmp_path):
     assert result.exit_code == 2 and "unknown metric 'rouge'" in result.output
 
 
-def test_score_and_evaluate_refuse_standard_input_twice(tmp_path):
+def test_score_evaluate_and_vocab_refuse_standard_input_twice(tmp_path):
     result = CliRunner().invoke(cli, ["score", "-", "-"], input="a b\na b\n")
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
@@ -50,6 +50,11 @@ def test_score_and_evaluate_refuse_standard_input_twice(tmp_path):
                                       "-", "--ref", "-"], input="a\nb\n")  # fmt: skip
     assert result.exit_code == 2
     assert "--src - and --ref - both read standard input" in result.output
+    output = tmp_path / "vocab"
+    result = CliRunner().invoke(cli, ["vocab", "--source", "-", "--target", "-", "--output",
+                                      str(output), "--size", "8"], input="a b\nc d\n")  # fmt: skip
+    assert result.exit_code == 2 and not output.exists()
+    assert "--source - and --target - both read standard input" in result.output
 
 
 def test_debug_flag_shows_traceback(tmp_path):
