@@ -18,7 +18,7 @@ What is left of `search` after the encoder and `steps+topk` is the search's own 
 
 Usage (repository root, this repository's venv):
     python scripts/profile_search.py --model DIR [--checkpoint last] --src test2016.en
-        [--lines 264] [--beam 5] [--length 15] [--repeats 3]
+        [--lines 264] [--beam 5] [--length 15] [--repeats 3] [--precision P] [--shortlist]
 """
 
 from __future__ import annotations
@@ -45,6 +45,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--beam", type=int, default=5)
     parser.add_argument("--length", type=int, default=15, help="output pieces per sentence")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--precision",
+        default="float32",
+        help="dtype policy to decode in (auto, float32, mixed_bfloat16, ...)",
+    )
+    parser.add_argument(
+        "--shortlist",
+        action="store_true",
+        help="decode over the model's shortlist (decode.shortlist_* defaults)",
+    )
     args = parser.parse_args(argv)
     for name in ("lines", "beam", "length", "repeats"):
         if getattr(args, name) < 1:
@@ -80,12 +90,15 @@ def source_batch(loaded, src: Path, n_lines: int):
     return tf.constant(source), tf.constant([len(r) for r in ids], tf.int32), ids
 
 
-def decoder_steps_fn(model, source, k: int, steps: int, with_top_k: bool):
+def decoder_steps_fn(model, source, k: int, steps: int, with_top_k: bool, shortlist=None):
     """A tf.function running `steps` decoder steps on batch x k rows, argmax fed back (with
-    log-softmax and top-k over the vocabulary at every step when `with_top_k`)."""
+    log-softmax and top-k over the vocabulary at every step when `with_top_k`); with a
+    shortlist, over the batch's shortlist columns (the ids fed back are then column indices,
+    which changes the embeddings looked up, not the work)."""
     import tensorflow as tf
 
     from nmt import constants, search
+    from nmt.translator import _decode_vocabulary
 
     memory, mask, state0 = model.encode(source, training=False)
     tiled = search.tile_beams(model.prepare_memory(memory, mask), k)
@@ -94,9 +107,10 @@ def decoder_steps_fn(model, source, k: int, steps: int, with_top_k: bool):
 
     @tf.function(autograph=False)
     def run():
+        _, options = _decode_vocabulary(model, shortlist, source, None)
         x, s, out = first, state, None
         for _ in range(steps):
-            logits, s, _ = model.step(x, s, tiled, training=False)  # (N, V)
+            logits, s, _ = model.step(x, s, tiled, training=False, **options)  # (N, V or K)
             if with_top_k:
                 log_probs = tf.nn.log_softmax(logits)  # (N, V)
                 out, words = tf.math.top_k(log_probs, k=k)  # (N, K)
@@ -109,7 +123,9 @@ def decoder_steps_fn(model, source, k: int, steps: int, with_top_k: bool):
     return run
 
 
-def time_parts(model, source, lengths, k: int, steps: int, repeats: int) -> dict[str, float]:
+def time_parts(
+    model, source, lengths, k: int, steps: int, repeats: int, shortlist=None
+) -> dict[str, float]:
     """Median seconds of the full search, the encoder, the decoder steps with and without
     top-k."""
     import tensorflow as tf
@@ -117,7 +133,12 @@ def time_parts(model, source, lengths, k: int, steps: int, repeats: int) -> dict
     from nmt.translator import make_search_fn
 
     searcher = make_search_fn(
-        model, beam_size=k, max_length_a=steps, max_length_b=0.0, min_length=steps
+        model,
+        beam_size=k,
+        max_length_a=steps,
+        max_length_b=0.0,
+        min_length=steps,
+        shortlist=shortlist,
     )
     full = tf.function(lambda s, n: searcher(s, n, 0.0).ids, autograph=False)
 
@@ -126,8 +147,8 @@ def time_parts(model, source, lengths, k: int, steps: int, repeats: int) -> dict
         memory, mask, _ = model.encode(source, training=False)
         return model.prepare_memory(memory, mask)[0]
 
-    plain = decoder_steps_fn(model, source, k, steps, False)
-    topk = decoder_steps_fn(model, source, k, steps, True)
+    plain = decoder_steps_fn(model, source, k, steps, False, shortlist)
+    topk = decoder_steps_fn(model, source, k, steps, True, shortlist)
     return {
         "search": median_seconds(lambda: full(source, lengths).numpy(), repeats),
         "encoder": median_seconds(lambda: encode().numpy(), repeats),
@@ -154,10 +175,16 @@ def print_profile(args, loaded, ids: list, timings: dict[str, float]) -> None:
             timings["search"] - timings["encoder"] - timings["steps+topk"],
         ),
     ]
+    listed = "the whole target vocabulary"
+    if args.shortlist:
+        decode = loaded.config.decode
+        listed = (f"the shortlist (k={decode.shortlist_top_k} N={decode.shortlist_frequent}; "
+                  "the decoder-step count below is for the whole vocabulary)")  # fmt: skip
     print(
         f"{args.model} ({args.checkpoint}), {batch} sentences of {args.src.name} (mean "
         f"{mean_source:.1f} pieces with EOS, padded to {width}), beam {k}, {steps} pieces each, "
-        f"target vocabulary {vocab_size}; median of {args.repeats}"
+        f"target vocabulary {vocab_size}, over {listed}, precision {args.precision}; median "
+        f"of {args.repeats}"
     )
     print()
     print("| part | seconds | share of the search |")
@@ -177,16 +204,19 @@ def main(argv=None) -> int:
     if not args.src.is_file():
         print(f"profile_search: {args.src}: file not found", file=sys.stderr)
         return 2
+    from nmt import shortlist as shortlists
     from nmt.checkpoints import load_model
     from nmt.errors import NmtError
+    from nmt.precision import resolve_precision
 
     try:
-        loaded = load_model(args.model, args.checkpoint)
+        loaded = load_model(args.model, args.checkpoint, resolve_precision(args.precision))
+        table = shortlists.prepare(loaded, True)[1] if args.shortlist else None
     except NmtError as e:
         print(f"profile_search: {e}", file=sys.stderr)
         return 2
     source, lengths, ids = source_batch(loaded, args.src, args.lines)
-    timings = time_parts(loaded.model, source, lengths, args.beam, args.length, args.repeats)
+    timings = time_parts(loaded.model, source, lengths, args.beam, args.length, args.repeats, table)
     print_profile(args, loaded, ids, timings)
     return 0
 

@@ -3,9 +3,10 @@
 Builds the `nmt train` step of a config exactly as scripts/bench_train.py does (same batches,
 same weights for every variant), runs it on ONE thread (inter- and intra-op), so that op times
 add up to the step's CPU time instead of overlapping, and reads TensorFlow's profiler trace of
---rounds passes over --steps batches per variant, the variants alternating. Every op's time goes to one kind: matrix products, casts, elementwise math,
-reductions, data movement (concat, split, slice, transpose), loop lists (TensorArray /
-TensorList), random numbers (dropout), optimizer updates, other. Tracing slows each op call,
+--rounds passes over --steps batches per variant, the variants alternating. Every op's time
+goes to one kind: matrix products, casts, elementwise math, reductions, data movement (concat,
+split, slice, transpose), loop lists (TensorArray / TensorList), random numbers (dropout),
+optimizer updates, other. Tracing slows each op call,
 so the profiled op times are compared with each other, and the step's wall time is measured
 on the same batches unprofiled, just before each profiled pass.
 

@@ -51,3 +51,25 @@ def test_bad_arguments_exit_2(profile_search, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         profile_search.parse_args(["--model", "m", "--src", "s", "--beam", "0"])
     assert exc.value.code == 2
+
+
+def test_runs_in_bfloat16_over_the_shortlist(profile_search, tmp_path, tmp_path_factory, capsys):
+    import shutil
+
+    from nmt.shortlist import make_shortlist
+    from tests.helpers.memorised import make_memorised_model
+
+    memorised = make_memorised_model(tmp_path_factory.getbasetemp())
+    model = tmp_path / "model"
+    shutil.copytree(memorised.model_dir, model)
+    src = tmp_path / "in.txt"
+    src.write_text("".join(line + "\n" for line in memorised.sources), encoding="utf-8")
+    argv = ["--model", str(model), "--src", str(src), "--lines", "4", "--beam", "2"]
+    argv += ["--length", "3", "--repeats", "1", "--shortlist"]
+    assert profile_search.main(argv) == 2  # no table yet
+    assert "no shortlist (shortlist.npz) for --shortlist" in capsys.readouterr().err
+    make_shortlist(model)
+    assert profile_search.main([*argv, "--precision", "mixed_bfloat16"]) == 0
+    out = capsys.readouterr().out
+    assert "over the shortlist (k=" in out and "precision mixed_bfloat16" in out
+    assert "| 3 decoder steps on 8 rows" in out
