@@ -294,6 +294,9 @@ def translate_file(
     fileio.check_output_file(output_path, option="-o", inputs=inputs)
     if prefix is not None and prefix_file is not None:
         raise DataError("give --prefix or --prefix-file, not both")
+    if prefix_file is not None:
+        fileio.check_distinct_inputs([(f"FILE {input_path}", input_path),
+                                      (f"--prefix-file {prefix_file}", prefix_file)])  # fmt: skip
     prefixes = fileio.read_lines(prefix_file) if prefix_file is not None else prefix
     settings = _check_decode_options(
         model_dir, checkpoint, beam_size, n_best, min_length, sampling_topk, sampling_temperature

@@ -179,6 +179,13 @@ def test_prefix_file_must_have_one_line_per_input_line(memorised, tmp_path):
     result = run("translate", src, "--model", memorised.model_dir, "--prefix", "1",
                  "--prefix-file", short)  # fmt: skip
     assert result.exit_code == 2 and "not both" in result.stderr
+    both = CliRunner().invoke(cli, ["translate", "-", "--model", str(memorised.model_dir),
+                                    "--prefix-file", "-"], input="1 2\n3\n")  # fmt: skip
+    assert both.exit_code == 2
+    assert both.stderr.splitlines() == [
+        "nmt: error: FILE - and --prefix-file - both read standard input, so each would get "
+        "only some of its lines; give at most one of them as -"
+    ]
 
 
 def test_seeded_sampling_is_reproducible_and_per_line(memorised, translator, tmp_path):
