@@ -528,17 +528,19 @@ def _stage_export(staged: Path, target: Path, loaded, decode, model_dir, shortli
 
 def _move_into_place(staged: Path, target: Path, old: Path) -> None:
     """Rename `staged` to `target`; an existing target is moved to `old` first and moved back
-    when the rename fails."""
+    when the rename fails or is interrupted (Ctrl-C, SIGTERM) between the two."""
     moved = False
     if target.exists():
         os.rename(target, old)
         moved = True
     try:
         os.rename(staged, target)
+        moved = False
     except OSError as e:
-        if moved:
-            os.rename(old, target)
         raise NmtError(f"{target}: cannot move the export into place: {e.strerror}") from None
+    finally:
+        if moved and not target.exists():
+            os.rename(old, target)  # the previous version back before the caller's cleanup
 
 
 # === Loading ===

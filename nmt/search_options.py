@@ -7,6 +7,7 @@ module docstring.
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -114,7 +115,7 @@ def sample_columns(
 def check_sampling(topk: Any, temperature: Any, seeds: Any) -> None:
     if not isinstance(topk, numbers.Integral) or topk < 0:
         raise ValueError(f"sampling_topk must be an integer >= 0, got {topk!r}")
-    if not isinstance(temperature, numbers.Real) or not temperature > 0:
-        raise ValueError(f"sampling_temperature must be > 0, got {temperature!r}")
+    if not isinstance(temperature, numbers.Real) or not 0 < temperature < math.inf:
+        raise ValueError(f"sampling_temperature must be > 0 and finite, got {temperature!r}")
     if topk != 1 and seeds is None:
         raise ValueError("sampling (sampling_topk != 1) needs seeds, one per batch row")

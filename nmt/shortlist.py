@@ -107,8 +107,10 @@ class Table:
                     iterations=int(data["iterations"]),
                 )
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-            # np.load: EOFError for an empty file, BadZipFile / zlib.error for a damaged one
-            raise DataError(f"{path}: cannot read the shortlist ({fileio.reason(e)})") from None
+            # np.load: EOFError for an empty file, BadZipFile / zlib.error for a damaged one,
+            # and for bytes of no known format a ValueError about pickles (never loaded here)
+            why = "not an .npz file" if "pickle" in str(e) else fileio.reason(e)
+            raise DataError(f"{path}: cannot read the shortlist ({why})") from None
 
 
 def _alignment_links(pairs: Sequence[tuple[Sequence[int], Sequence[int]]], null: int):

@@ -19,6 +19,7 @@ not written to that terminal or typed into it.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -353,8 +354,10 @@ def _check_decode_options(
         raise DataError(f"--min-length must be >= 0, got {min_length}")
     if sampling_topk is not None and sampling_topk < 0:
         raise DataError(f"--sampling-topk must be >= 0 (0: every word), got {sampling_topk}")
-    if sampling_temperature is not None and not sampling_temperature > 0:
-        raise DataError(f"--sampling-temperature must be > 0, got {sampling_temperature}")
+    if sampling_temperature is not None and not 0 < sampling_temperature < math.inf:
+        raise DataError(
+            f"--sampling-temperature must be > 0 and finite, got {sampling_temperature}"
+        )
     decode = read_config(pair_members(model_dir, checkpoint)[0][0]).decode
     topk = decode.sampling_topk if sampling_topk is None else sampling_topk
     temperature = decode.sampling_temperature

@@ -23,16 +23,20 @@ from nmt.serving.api import ServingError
 from nmt.serving.options import DEFAULT_HOST, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_PORT
 from nmt.serving.server import ModelServer
 
+DEFAULT_REQUEST_TIMEOUT = 60.0  # seconds
+CLIENT_GONE = (BrokenPipeError, ConnectionResetError)
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "nmt-serve"
-    timeout = 60  # seconds a connection may sit idle or stall mid-request
+    timeout = DEFAULT_REQUEST_TIMEOUT  # seconds a connection may sit idle or stall mid-request
     server: _HTTPServer
 
     # --- connection tracking for a graceful shutdown
 
     def setup(self) -> None:
+        self.timeout = self.server.request_timeout  # StreamRequestHandler.setup applies it
         super().setup()
         self.busy = False
         self.server.track(self, True)
@@ -94,17 +98,30 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._dispatch("DELETE")
 
+    def do_HEAD(self) -> None:  # the answer of GET without its body (`_send`)
+        self._dispatch("HEAD")
+
+    def do_OPTIONS(self) -> None:
+        self._dispatch("OPTIONS")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
     def _dispatch(self, method: str) -> None:
         try:
-            body = self._read_body() if method in ("POST", "PUT") else b""
-            self._route(method, urlsplit(self.path).path, body)
-        except (BrokenPipeError, ConnectionResetError):  # the client went away: nothing to send
+            try:
+                body = self._read_body()  # whatever the method, to keep the stream in step
+                route = "GET" if method == "HEAD" else method
+                self._route(route, urlsplit(self.path).path, body)
+            except CLIENT_GONE:
+                raise
+            except ServingError as e:
+                self._error(e.status, e.message)
+            except Exception as e:  # a bug: answer 500, keep serving
+                self.log_error("internal error: %r", e)
+                self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"Internal error: {e}")
+        except CLIENT_GONE:  # the client went away (even while told why): nothing to send
             self.close_connection = True
-        except ServingError as e:
-            self._error(e.status, e.message)
-        except Exception as e:  # a bug: answer 500, keep serving
-            self.log_error("internal error: %r", e)
-            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"Internal error: {e}")
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() not in ("", "identity"):
@@ -127,7 +144,14 @@ class _Handler(BaseHTTPRequestHandler):
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                 f"request body of {length} bytes exceeds the limit of {limit} bytes",
             )
-        body = self.rfile.read(length)
+        try:
+            body = self.rfile.read(length)
+        except TimeoutError:
+            self.close_connection = True  # the rest may still come: the stream is out of step
+            raise ServingError(
+                HTTPStatus.REQUEST_TIMEOUT,
+                f"request body not received within {self.server.request_timeout:g} s",
+            ) from None
         if len(body) < length:
             self.close_connection = True
             raise api.bad_request("request body shorter than its Content-Length")
@@ -157,9 +181,18 @@ class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = False  # server_close() waits for requests in flight
     block_on_close = True
 
-    def __init__(self, address, app: ModelServer | None, *, max_request_bytes: int, quiet: bool):
+    def __init__(
+        self,
+        address,
+        app: ModelServer | None,
+        *,
+        max_request_bytes: int,
+        quiet: bool,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+    ):
         self.app = app
         self.max_request_bytes = int(max_request_bytes)
+        self.request_timeout = float(request_timeout)
         self.quiet = quiet
         self.stopping = False
         self._connections: set[_Handler] = set()
@@ -192,17 +225,22 @@ def make_http_server(
     *,
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     quiet: bool = False,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
 ) -> _HTTPServer:
     """An HTTP server for `app` bound to host:port (port 0 picks a free port).
 
-    `app` may be None and set (`server.app = ...`) before `serve_forever`.
+    `app` may be None and set (`server.app = ...`) before `serve_forever`. A connection that
+    sends nothing for `request_timeout` seconds is closed (mid-body: with a 408 first).
     """
     if max_request_bytes < 1:
         raise ValueError(f"max_request_bytes must be positive, got {max_request_bytes}")
+    if not request_timeout > 0:
+        raise ValueError(f"request_timeout must be positive, got {request_timeout}")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     server_class = type("_Server", (_HTTPServer,), {"address_family": family})
     try:
-        return server_class((host, port), app, max_request_bytes=max_request_bytes, quiet=quiet)
+        return server_class((host, port), app, max_request_bytes=max_request_bytes, quiet=quiet,
+                            request_timeout=request_timeout)  # fmt: skip
     except OSError as e:
         raise NmtError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
 

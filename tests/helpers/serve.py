@@ -17,11 +17,11 @@ class Running:
     def __init__(self, export_base, **options):
         from nmt.serve import ModelServer, make_http_server
 
-        max_request_bytes = options.pop("max_request_bytes", 1 << 20)
+        http = {"max_request_bytes": options.pop("max_request_bytes", 1 << 20)}
+        if "request_timeout" in options:
+            http["request_timeout"] = options.pop("request_timeout")
         self.app = ModelServer(export_base, **options)
-        self.httpd = make_http_server(
-            self.app, HOST, 0, max_request_bytes=max_request_bytes, quiet=True
-        )
+        self.httpd = make_http_server(self.app, HOST, 0, quiet=True, **http)
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()

@@ -187,3 +187,53 @@ def test_stalled_client_does_not_block_others(server, expected):
         stalled.close()
     status, _ = call(server.url("/v1/models/nmt"))
     assert status == 200
+
+
+# === Clients that stall or leave mid-body, and the other HTTP methods ===
+
+
+def _raw(port: int, request: bytes, *, close_after_send=False, timeout=30) -> bytes:
+    """Everything the server sends back on one connection until it closes it."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
+        conn.sendall(request)
+        if close_after_send:
+            return b""
+        chunks = []
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def test_a_body_that_stops_coming_gets_a_408_and_the_connection_closed(tiny, expected, capfd):
+    running = Running(tiny.export_base, batch_timeout_ms=2.0, request_timeout=1.0)
+    try:
+        answer = _raw(running.port, b"POST /v1/models/nmt:predict HTTP/1.1\r\nHost: x\r\n"
+                      b"Content-Length: 1000\r\n\r\n{\"instances\": [")  # fmt: skip
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408 ") and b"Connection: close" in head
+        assert json.loads(body) == {"error": "request body not received within 1 s"}
+        left = b"POST /v1/models/nmt:predict HTTP/1.1\r\nContent-Length: 100\r\n\r\n{"
+        for _ in range(20):  # clients that leave mid-body
+            _raw(running.port, left, close_after_send=True)
+        status, out = call(running.url("/v1/models/nmt:predict"), {"instances": INPUTS})
+        assert status == 200
+        assert [p["translation"] for p in out["predictions"]] == expected[0]
+    finally:
+        running.close()
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Exception occurred" not in err, err
+
+
+@pytest.mark.parametrize("method", ["HEAD", "OPTIONS", "PATCH"])
+def test_other_methods_get_a_json_4xx(server, method):
+    path = "/v1/models/nmt:predict"
+    answer = _raw(server.port, f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close"
+                  "\r\nContent-Length: 2\r\n\r\n{}".encode())  # fmt: skip
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and b"application/json" in head
+    if method == "HEAD":
+        assert body == b""  # HEAD answers carry no body
+    else:
+        assert json.loads(body) == {"error": f"Malformed request: {method} {path}"}
+    page = _raw(server.port, b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert page.startswith(b"HTTP/1.1 200 ") and page.endswith(b"\r\n\r\n")

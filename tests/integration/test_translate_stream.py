@@ -215,6 +215,7 @@ def test_seeded_sampling_is_reproducible_and_per_line(memorised, translator, tmp
     [
         (["--sampling-topk", "-1"], "--sampling-topk"),
         (["--sampling-temperature", "0"], "--sampling-temperature"),
+        (["--sampling-temperature", "inf"], "--sampling-temperature must be > 0 and finite"),
         (["--sampling-topk", "0", "--beam", "4"], "decodes with --beam 1, not --beam 4"),
         (["--sampling-topk", "5", "--n-best", "2"], "--n-best 2 cannot exceed the beam size 1"),
     ],

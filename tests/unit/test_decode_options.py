@@ -20,6 +20,8 @@ def test_sampling_keys_default_to_greedy_and_old_configs_load():
         ("decode.sampling_topk=-1", "decode.sampling_topk must be >= 0 (0: every word), got -1"),
         ("decode.sampling_temperature=0", "decode.sampling_temperature must be positive, got 0.0"),
         ("decode.sampling_temperature=-2", "must be positive, got -2.0"),
+        ("decode.sampling_temperature=.inf", "must be a finite number, got inf"),
+        ("decode.sampling_temperature=.nan", "must be a finite number, got nan"),
         ("decode.sampling_topk=0.5", "decode.sampling_topk must be an integer, got 0.5"),
     ],
 )

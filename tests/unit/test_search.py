@@ -1090,3 +1090,9 @@ def test_sampling_and_prefix_trace_into_one_while_loop(use_beam):
     assert ids.numpy()[0, 0, 0] == B and lengths.numpy()[0, 0] == 2
     run(tf.constant([4]), np.zeros((1, 0), np.int32), tf.constant([0]), tf.constant([7]))
     assert run.experimental_get_tracing_count() == 1
+
+
+@pytest.mark.parametrize("temperature", [0, -1.0, float("inf"), float("nan"), "1"])
+def test_sampling_refuses_a_temperature_that_is_not_positive_and_finite(temperature):
+    with pytest.raises(ValueError, match="sampling_temperature must be > 0 and finite"):
+        search_options.check_sampling(0, temperature, seeds=tf.constant([1]))

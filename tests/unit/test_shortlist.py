@@ -70,8 +70,11 @@ def test_table_file_round_trip_and_bad_files(tmp_path):
     }
     for name, data in damaged.items():
         (tmp_path / name).write_bytes(data)
-        with pytest.raises(DataError, match=f"{name}: cannot read the shortlist"):
+        with pytest.raises(DataError, match=f"{name}: cannot read the shortlist") as error:
             sl.Table.load(tmp_path / name)
+        assert "pickle" not in str(error.value)  # numpy's advice to load pickles unsafely
+    with pytest.raises(DataError, match=r"bad.npz: cannot read the shortlist \(not an .npz"):
+        sl.Table.load(tmp_path / "bad.npz")
     with pytest.raises(ConfigError, match="--top-k"):
         sl.learn_table(synthetic_pairs(5), 25, 60, top_k=0)
 
