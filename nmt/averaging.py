@@ -38,6 +38,8 @@ from nmt.modeldir import (
 )
 from nmt.version import __version__
 
+AVERAGED_JSON = "averaged.json"  # what marks a directory written by `nmt average`
+
 
 def average_weights(weight_lists: Sequence[Sequence[Any]]) -> list[Any]:
     """Element-wise mean of several lists of numpy arrays (float64 sums, original dtypes).
@@ -110,7 +112,7 @@ def _average_output(model_dir: Path, output: Path) -> Path:
     if target.parent == real_model and target.name in (CHECKPOINTS_DIR, BEST_DIR, LOGS_DIR):
         raise CheckpointError(f"{label}: is the model's {target.name}/ directory, which the "
                               "average would replace; choose a new directory")  # fmt: skip
-    if target.is_dir() and any(target.iterdir()) and not (target / "averaged.json").exists():
+    if target.is_dir() and any(target.iterdir()) and not (target / AVERAGED_JSON).exists():
         raise CheckpointError(
             f"{label}: exists and was not written by `nmt average` (no averaged.json), so it "
             "is not replaced; choose a new directory"
@@ -160,13 +162,12 @@ def _write_average(model, last_step: int, chosen: list[Path], given: Path, outpu
     step = tf.Variable(last_step, dtype=tf.int64, trainable=False)
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = fileio.make_temp_dir(output.parent, f".{output.name}.tmp-")
-    old = None
     unchanged = f"{given} is unchanged" if output.exists() else "nothing was written"
     try:
         try:
             write_checkpoint(inference_checkpoint(model, step), staging, last_step)
             write_json_atomic(
-                staging / "averaged.json",
+                staging / AVERAGED_JSON,
                 {"checkpoints": [p.name for p in chosen], "step": last_step, "nmt": __version__},
             )
         except CheckpointWriteError as e:
@@ -175,21 +176,34 @@ def _write_average(model, last_step: int, chosen: list[Path], given: Path, outpu
                 f"({error_reason(e.__cause__ or e)}); {unchanged}"
             ) from e
         try:
-            if output.exists():
-                old = output.parent / f".{output.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
-                os.rename(output, old)
-            os.rename(staging, output)
-            staging = None
+            _move_average(staging, output)
         except OSError as e:
             raise CheckpointWriteError(
                 f"{given}: cannot move the averaged checkpoint into place "
                 f"({error_reason(e)}); {unchanged}"
             ) from e
     finally:
-        if old is not None and staging is not None and not output.exists():
-            os.rename(old, output)  # failed or interrupted between the renames: put it back
-            old = None
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
-        if old is not None:
+        shutil.rmtree(staging, ignore_errors=True)  # gone once renamed; else what is left of it
+
+
+def _move_average(staging: Path, output: Path) -> None:
+    """Put the staged average at `output`: into an existing empty directory entry by entry,
+    averaged.json first (the directory keeps its owner, mode and ACLs; an interrupted move
+    leaves a directory that the next `nmt average` replaces), else by renaming `staging`
+    over it, a previous average moved aside first and removed after, or put back when the
+    rename fails or is interrupted."""
+    if output.is_dir() and not any(output.iterdir()):
+        for path in sorted(staging.iterdir(), key=lambda p: p.name != AVERAGED_JSON):
+            os.replace(path, output / path.name)
+        return
+    old = None
+    if output.exists():
+        old = output.parent / f".{output.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
+        os.rename(output, old)
+    try:
+        os.rename(staging, output)
+    finally:
+        if old is not None and output.exists():
             shutil.rmtree(old, ignore_errors=True)
+        elif old is not None:
+            os.rename(old, output)  # failed or interrupted between the renames: put it back

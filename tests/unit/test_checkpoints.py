@@ -229,3 +229,20 @@ def test_average_interrupted_between_its_renames_keeps_the_previous_average(
     monkeypatch.setattr(os, "rename", real_rename)
     assert {p.name: p.read_bytes() for p in output.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["avg"]  # no staging, no old copy
+
+
+def test_average_into_an_existing_empty_directory_keeps_the_directory(model_dir, tmp_path):
+    directory, _ = model_dir
+    output = tmp_path / "shared"
+    output.mkdir()
+    os.chmod(output, 0o2770)  # setgid, group-writable: a team's directory
+    inode = output.stat().st_ino
+    averaging.average_checkpoints(directory, 2, output)
+    assert output.stat().st_ino == inode and output.stat().st_mode & 0o7777 == 0o2770
+    assert sorted(p.name for p in output.iterdir()) == [
+        "averaged.json",
+        "ckpt-3.data-00000-of-00001",
+        "ckpt-3.index",
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shared"]  # no staging left
+    assert ckpt.load_model(directory, str(output / "ckpt-3")).step == 3
