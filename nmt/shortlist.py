@@ -49,6 +49,8 @@ SPECIAL_IDS = (constants.PAD_ID, constants.UNK_ID, constants.BOS_ID, constants.E
 DEFAULT_STORED_TOP_K = 100  # targets kept per source piece in the file; decoding uses <= this
 DEFAULT_ITERATIONS = 5
 TOKENIZE_CHUNK = 2048
+# Alignment links per EM chunk: about 10 arrays of 8 bytes a link, so ~0.8 GB at 10M.
+CHUNK_LINKS = 10_000_000
 
 
 def vocab_digest(vocab) -> str:
@@ -119,7 +121,7 @@ def _alignment_links(pairs: Sequence[tuple[Sequence[int], Sequence[int]]], null:
     Returns (source ids (E,), target ids (E,), target-token index (E,), target ids (G,)),
     E = sum over pairs of (m + 1) * n, G = sum of n (m, n: source and target lengths).
     """
-    sources = [np.asarray([null, *s], np.int64) for s, _ in pairs]
+    sources = [np.concatenate(([null], np.asarray(s, np.int64))) for s, _ in pairs]
     targets = [np.asarray(t, np.int64) for _, t in pairs]
     src_len = np.array([len(s) for s in sources], np.int64)  # (P,)
     tgt_len = np.array([len(t) for t in targets], np.int64)  # (P,)
@@ -135,23 +137,51 @@ def _alignment_links(pairs: Sequence[tuple[Sequence[int], Sequence[int]]], null:
     return src, tgt_flat[token], token, tgt_flat
 
 
-def ibm1(src, tgt, token, n_tokens: int, source_rows: int, target_size: int, iterations: int):
-    """IBM Model 1 EM over alignment links (see the module docstring).
+def ibm1(pairs, null: int, target_size: int, iterations: int, chunk_links: int = CHUNK_LINKS):
+    """IBM Model 1 EM (see the module docstring) over the pairs, a chunk of them at a time.
 
     Returns (source ids (P,), target ids (P,), p(t | s) float64 (P,)) over the P distinct
-    co-occurring (s, t) pairs; `source_rows` counts the source ids (NULL included).
+    co-occurring (s, t) pairs, and the target-piece counts (target_size,). `null` is the
+    NULL source id (= the source vocabulary size). Memory: the P pairs plus the links of
+    one chunk (about `chunk_links`; a corpus of fewer links keeps them between iterations,
+    a larger one rebuilds each chunk's at every iteration), not Σ(m + 1)·n for the corpus.
     """
-    keys = src * target_size + tgt  # (E,)
-    unique, link = np.unique(keys, return_inverse=True)  # (P,), (E,)
+    chunks = _pair_chunks(pairs, chunk_links)
+    kept = len(chunks) == 1  # one chunk: build its links once
+    links = [_alignment_links(chunks[0], null)] if kept else None
+    seen, target_counts = [], np.zeros(target_size, np.int64)
+    for chunk in chunks:
+        src, tgt, _, target_tokens = links[0] if kept else _alignment_links(chunk, null)
+        seen.append(np.unique(src * target_size + tgt))
+        target_counts += np.bincount(target_tokens, minlength=target_size)[:target_size]
+    unique = np.unique(np.concatenate(seen)) if seen else np.zeros(0, np.int64)  # (P,)
     pair_src, pair_tgt = unique // target_size, unique % target_size
     prob = np.ones(len(unique))  # uniform start
     for _ in range(iterations):
-        weight = prob[link]  # (E,)
-        norm = np.bincount(token, weight, minlength=n_tokens)  # (G,) sum over the sources
-        counts = np.bincount(link, weight / norm[token], minlength=len(unique))  # (P,)
-        totals = np.bincount(pair_src, counts, minlength=source_rows)  # (V_src + 1,)
+        counts = np.zeros(len(unique))
+        for chunk in chunks:
+            src, tgt, token, target_tokens = links[0] if kept else _alignment_links(chunk, null)
+            link = np.searchsorted(unique, src * target_size + tgt)  # (E,)
+            weight = prob[link]  # (E,)
+            norm = np.bincount(token, weight, minlength=len(target_tokens))  # (G,) over sources
+            counts += np.bincount(link, weight / norm[token], minlength=len(unique))  # (P,)
+        totals = np.bincount(pair_src, counts, minlength=null + 1)  # (V_src + 1,)
         prob = counts / totals[pair_src]
-    return pair_src, pair_tgt, prob
+    return pair_src, pair_tgt, prob, target_counts
+
+
+def _pair_chunks(pairs, chunk_links: int) -> list:
+    """The pairs in consecutive chunks of about `chunk_links` links ((m + 1) * n each)."""
+    chunks, chunk, size = [], [], 0
+    for pair in pairs:
+        chunk.append(pair)
+        size += (len(pair[0]) + 1) * len(pair[1])
+        if size >= chunk_links:
+            chunks.append(chunk)
+            chunk, size = [], 0
+    if chunk or not chunks:
+        chunks.append(chunk)
+    return chunks
 
 
 def _top_targets(pair_src, pair_tgt, prob, source_size: int, top_k: int):
@@ -170,9 +200,9 @@ def _top_targets(pair_src, pair_tgt, prob, source_size: int, top_k: int):
     return targets, probs
 
 
-def frequency_order(target_tokens: np.ndarray, target_size: int) -> np.ndarray:
-    """Every non-special target id, most frequent first (ties: lower id first), int32."""
-    counts = np.bincount(target_tokens, minlength=target_size)[:target_size]
+def frequency_order(counts: np.ndarray) -> np.ndarray:
+    """Every non-special target id by its count (target_size,), most frequent first (ties:
+    lower id first), int32."""
     order = np.argsort(-counts, kind="stable")
     return order[~np.isin(order, SPECIAL_IDS)].astype(np.int32)
 
@@ -185,18 +215,19 @@ def learn_table(
     digest: str = "",
     top_k: int = DEFAULT_STORED_TOP_K,
     iterations: int = DEFAULT_ITERATIONS,
+    chunk_links: int = CHUNK_LINKS,
 ) -> Table:
-    """Learn a Table from (source ids, target ids) pairs (pieces only, no BOS/EOS)."""
+    """Learn a Table from (source ids, target ids) pairs (pieces only, no BOS/EOS); the EM
+    works through them `chunk_links` alignment links at a time (`ibm1`)."""
     if top_k < 1:
         raise ConfigError(f"--top-k must be positive, got {top_k}")
     if iterations < 1:
         raise ConfigError(f"--iterations must be positive, got {iterations}")
     top_k = min(top_k, target_size)  # no source piece has more targets than there are
-    src, tgt, token, target_tokens = _alignment_links(pairs, null=source_size)
-    links = ibm1(src, tgt, token, len(target_tokens), source_size + 1, target_size, iterations)
+    *links, target_counts = ibm1(pairs, source_size, target_size, iterations, chunk_links)
     targets, probs = _top_targets(*links, source_size, top_k)
-    return Table(targets, probs, frequency_order(target_tokens, target_size), digest,
-                 len(pairs), iterations)  # fmt: skip
+    return Table(targets, probs, frequency_order(target_counts), digest, len(pairs),
+                 iterations)  # fmt: skip
 
 
 # === Learning it for a model directory ===
@@ -204,14 +235,16 @@ def learn_table(
 
 def _tokenized_pairs(vocab, source: str, target: str, max_length: int, *, what: str):
     """(source ids, target ids) of every pair with both sides 1..max_length pieces long."""
-    pairs: list[tuple[list[int], list[int]]] = []
+    pairs: list[tuple[np.ndarray, np.ndarray]] = []
     chunk: list[tuple[str, str]] = []
 
     def flush():
         src = vocab.encode_source([s for s, _ in chunk], add_eos=False)
         tgt = vocab.encode_target([t for _, t in chunk])
-        pairs.extend((s, t) for s, t in zip(src, tgt, strict=True) if 0 < len(s) <= max_length
-                     and 0 < len(t) <= max_length)  # fmt: skip
+        # int32 arrays: a fraction of the memory of lists of Python ints
+        pairs.extend((np.asarray(s, np.int32), np.asarray(t, np.int32))
+                     for s, t in zip(src, tgt, strict=True)
+                     if 0 < len(s) <= max_length and 0 < len(t) <= max_length)  # fmt: skip
         chunk.clear()
 
     source_lines, target_lines = fileio.iter_lines(source), fileio.iter_lines(target)

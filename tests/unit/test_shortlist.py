@@ -79,6 +79,19 @@ def test_table_file_round_trip_and_bad_files(tmp_path):
         sl.learn_table(synthetic_pairs(5), 25, 60, top_k=0)
 
 
+def test_the_em_in_chunks_learns_the_same_table_as_in_one():
+    pairs = synthetic_pairs(300, seed=3)
+    whole = sl.learn_table(pairs, 25, 60, top_k=6, iterations=4)
+    for chunk_links in (1, 37, 500):  # one pair a chunk, a few, many
+        chunked = sl.learn_table(pairs, 25, 60, top_k=6, iterations=4, chunk_links=chunk_links)
+        np.testing.assert_array_equal(chunked.targets, whole.targets)
+        np.testing.assert_allclose(chunked.probs, whole.probs, rtol=1e-6)
+        np.testing.assert_array_equal(chunked.frequent, whole.frequent)
+    pair_src, _, prob, _ = sl.ibm1(pairs, 25, 60, 4, chunk_links=37)
+    sums = np.bincount(pair_src, prob)  # p(. | s) sums to one for every s seen
+    assert np.allclose(sums[np.unique(pair_src)], 1.0)
+
+
 def test_a_top_k_beyond_the_target_vocabulary_keeps_every_target():
     table = sl.learn_table(synthetic_pairs(50), 25, 60, top_k=10**9)  # no (25, 10^9) array
     assert table.top_k == 60
