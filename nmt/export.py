@@ -475,9 +475,10 @@ def export_loaded(
     try:
         staged = tmp / "model"
         _stage_export(staged, target, loaded, decode, model_dir, shortlist)
-        if target.exists() and not overwrite:
-            raise NmtError(f"{target}: version {number} appeared during the export")
-        _move_into_place(staged, target, tmp / "replaced")
+        if overwrite:
+            _move_into_place(staged, target, tmp / "replaced")
+        else:
+            target = _publish_new(staged, base, number, pick_next=version is None)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
@@ -524,6 +525,26 @@ def _stage_export(staged: Path, target: Path, loaded, decode, model_dir, shortli
         raise NmtError(
             f"{target}: export failed, nothing was written ({type(e).__name__}: {reason})"
         ) from e
+
+
+def _publish_new(staged: Path, base: Path, number: int, *, pick_next: bool) -> Path:
+    """Rename `staged` to BASE/N, never over a version that is there: the rename itself fails
+    when BASE/N is a non-empty directory, so an export running beside this one cannot be
+    replaced. With `pick_next` (no --version given) a number taken meanwhile moves this
+    export on to the next free one; otherwise that is an error."""
+    while True:
+        target = base / str(number)
+        try:
+            os.rename(staged, target)
+            return target
+        except OSError as e:
+            if not target.exists():
+                raise NmtError(
+                    f"{target}: cannot move the export into place: {e.strerror}"
+                ) from None
+        if not pick_next:
+            raise NmtError(f"{target}: version {number} appeared during the export")
+        number = max(number + 1, next_version(base))
 
 
 def _move_into_place(staged: Path, target: Path, old: Path) -> None:
