@@ -74,34 +74,39 @@ def check_input(path: PathLike) -> None:
 
 def check_distinct_inputs(inputs: Iterable[tuple[str, PathLike]]) -> None:
     """DataError when two of a command's inputs, (how to name it, path) pairs, would read
-    one stream: both `-` (standard input), or one FIFO, socket or device given twice. Each
-    would take some of the lines and the pairs would silently not line up. A regular file
-    named twice is fine: each reader opens it afresh."""
-    seen: dict[object, str] = {}
+    one stream: both `-` (standard input; also `-` and /dev/stdin when stdin is a pipe),
+    or one FIFO, socket or device given twice. Each would take some of the lines and the
+    pairs would silently not line up. A regular file named twice is fine: each reader opens
+    it afresh."""
+    seen: dict[object, tuple[str, PathLike]] = {}
     for label, path in inputs:
-        key = STDIN if str(path) == STDIN else _stream_identity(path)
-        if key is None:
-            continue
-        if key in seen:
-            if key == STDIN:
-                what, fix = "standard input", "give at most one of them as -"
-            else:
-                what, fix = f"the same stream {path}", "give each its own file"
-            raise DataError(f"{seen[key]} and {label} both read {what}, so each would get "
-                            f"only some of its lines; {fix}")  # fmt: skip
-        seen[key] = label
+        for key in _stream_keys(path):
+            if key in seen:
+                first, first_path = seen[key]
+                if STDIN in (str(path), str(first_path)):
+                    what, fix = "standard input", "give at most one of them as -"
+                else:
+                    what, fix = f"the same stream {path}", "give each its own file"
+                raise DataError(f"{first} and {label} both read {what}, so each would get "
+                                f"only some of its lines; {fix}")  # fmt: skip
+        for key in _stream_keys(path):
+            seen[key] = (label, path)
 
 
-def _stream_identity(path: PathLike) -> tuple[int, int] | None:
-    """(device, inode) of a path that is not a regular file or directory (a FIFO, socket or
-    device, which one reader drains), else None."""
+def _stream_keys(path: PathLike) -> list:
+    """What identifies the stream an input path reads: `-` itself and, when stdin is not a
+    regular file, its (device, inode); (device, inode) of a FIFO, socket or device; nothing
+    for a regular file or a directory (each reader opens those afresh)."""
     try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
-        return None
-    return (st.st_dev, st.st_ino)
+        if str(path) == STDIN:
+            st = os.fstat(sys.stdin.fileno())
+        else:
+            st = os.stat(path)
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return [STDIN] if str(path) == STDIN else []
+    stream = not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode))
+    identity = [(st.st_dev, st.st_ino)] if stream else []
+    return ([STDIN] if str(path) == STDIN else []) + identity
 
 
 def _open_binary(path: PathLike) -> IO[bytes]:

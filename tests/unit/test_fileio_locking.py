@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 
 import pytest
@@ -77,6 +78,22 @@ def test_two_inputs_may_not_read_one_stream(tmp_path):
     )
     with pytest.raises(DataError, match=f"both read the same stream {fifo}.*its own file"):
         fileio.check_distinct_inputs([("--source p", fifo), ("--target p", str(fifo))])
+
+
+def test_stdin_and_a_path_to_the_same_pipe_are_one_stream(tmp_path, monkeypatch):
+    read_end, write_end = os.pipe()
+    other = f"/proc/self/fd/{read_end}"  # what /dev/stdin is when stdin is this pipe
+    try:
+        with os.fdopen(read_end) as reader:
+            monkeypatch.setattr(sys, "stdin", reader)
+            with pytest.raises(DataError, match=f"--source - and --target {other} both read "
+                                                "standard input"):  # fmt: skip
+                fileio.check_distinct_inputs([("--source -", "-"), (f"--target {other}", other)])
+            text = tmp_path / "a.txt"
+            text.write_text("x\n")
+            fileio.check_distinct_inputs([("--source -", "-"), ("--target a", text)])
+    finally:
+        os.close(write_end)
 
 
 def test_open_output_failure_keeps_the_file_and_leaves_no_temporary(tmp_path):
