@@ -196,14 +196,6 @@ def _move_average(staging: Path, output: Path) -> None:
         for path in sorted(staging.iterdir(), key=lambda p: p.name != AVERAGED_JSON):
             os.replace(path, output / path.name)
         return
-    old = None
-    if output.exists():
-        old = output.parent / f".{output.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
-        os.rename(output, old)
-    try:
-        os.rename(staging, output)
-    finally:
-        if old is not None and output.exists():
-            shutil.rmtree(old, ignore_errors=True)
-        elif old is not None:
-            os.rename(old, output)  # failed or interrupted between the renames: put it back
+    old = output.parent / f".{output.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
+    if fileio.replace_directory(staging, output, old):
+        shutil.rmtree(old, ignore_errors=True)

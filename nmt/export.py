@@ -58,7 +58,7 @@ from typing import Any
 
 from nmt import constants
 from nmt.errors import NmtError
-from nmt.fileio import check_output_dir, make_temp_dir
+from nmt.fileio import check_output_dir, make_temp_dir, replace_directory
 from nmt.version import __version__
 
 EXTRA_DIR = "assets.extra"
@@ -548,20 +548,12 @@ def _publish_new(staged: Path, base: Path, number: int, *, pick_next: bool) -> P
 
 
 def _move_into_place(staged: Path, target: Path, old: Path) -> None:
-    """Rename `staged` to `target`; an existing target is moved to `old` first and moved back
-    when the rename fails or is interrupted (Ctrl-C, SIGTERM) between the two."""
-    moved = False
-    if target.exists():
-        os.rename(target, old)
-        moved = True
+    """Rename `staged` to `target` (`fileio.replace_directory`: an existing target goes to
+    `old`, which the caller's cleanup removes, and comes back when the move fails)."""
     try:
-        os.rename(staged, target)
-        moved = False
+        replace_directory(staged, target, old)
     except OSError as e:
         raise NmtError(f"{target}: cannot move the export into place: {e.strerror}") from None
-    finally:
-        if moved and not target.exists():
-            os.rename(old, target)  # the previous version back before the caller's cleanup
 
 
 # === Loading ===

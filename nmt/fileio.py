@@ -80,7 +80,8 @@ def check_distinct_inputs(inputs: Iterable[tuple[str, PathLike]]) -> None:
     it afresh."""
     seen: dict[object, tuple[str, PathLike]] = {}
     for label, path in inputs:
-        for key in _stream_keys(path):
+        keys = _stream_keys(path)
+        for key in keys:
             if key in seen:
                 first, first_path = seen[key]
                 if STDIN in (str(path), str(first_path)):
@@ -89,24 +90,24 @@ def check_distinct_inputs(inputs: Iterable[tuple[str, PathLike]]) -> None:
                     what, fix = f"the same stream {path}", "give each its own file"
                 raise DataError(f"{first} and {label} both read {what}, so each would get "
                                 f"only some of its lines; {fix}")  # fmt: skip
-        for key in _stream_keys(path):
-            seen[key] = (label, path)
+        seen.update((key, (label, path)) for key in keys)
 
 
 def _stream_keys(path: PathLike) -> list:
     """What identifies the stream an input path reads: `-` itself and, when stdin is not a
     regular file, its (device, inode); (device, inode) of a FIFO, socket or device; nothing
     for a regular file or a directory (each reader opens those afresh)."""
+    st = _stat_input(path)
+    stream = st is not None and not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode))
+    return ([STDIN] if str(path) == STDIN else []) + ([(st.st_dev, st.st_ino)] if stream else [])
+
+
+def _stat_input(path: PathLike) -> os.stat_result | None:
+    """os.stat of an input path (`-`: of stdin), None where there is none to take."""
     try:
-        if str(path) == STDIN:
-            st = os.fstat(sys.stdin.fileno())
-        else:
-            st = os.stat(path)
+        return os.fstat(sys.stdin.fileno()) if str(path) == STDIN else os.stat(path)
     except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
-        return [STDIN] if str(path) == STDIN else []
-    stream = not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode))
-    identity = [(st.st_dev, st.st_ino)] if stream else []
-    return ([STDIN] if str(path) == STDIN else []) + identity
+        return None
 
 
 def _open_binary(path: PathLike) -> IO[bytes]:
@@ -303,11 +304,8 @@ class LineStream:
 
 def _identity(path: PathLike) -> tuple[int, int] | None:
     """(device, inode) of a regular file (`-`: of stdin when it is one), else None."""
-    try:
-        st = os.fstat(sys.stdin.fileno()) if str(path) == STDIN else os.stat(path)
-    except (OSError, ValueError, io.UnsupportedOperation):
-        return None
-    return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
+    st = _stat_input(path)
+    return (st.st_dev, st.st_ino) if st is not None and stat.S_ISREG(st.st_mode) else None
 
 
 def _stdout_identity() -> tuple[int, int] | None:
@@ -488,6 +486,24 @@ def _write_errors(path: PathLike, what: str, kept: str) -> Iterator[None]:
     except OSError as e:
         content = f" {what}" if what else ""
         raise DataError(f"{path}: cannot write{content} ({reason(e)}); {kept}") from e
+
+
+def replace_directory(staged: PathLike, target: PathLike, aside: PathLike) -> bool:
+    """Rename the directory `staged` to `target`; an existing `target` is renamed to `aside`
+    first and put back when the second rename fails or is interrupted (Ctrl-C, SIGTERM), so
+    `target` is never lost. Returns whether `aside` now holds the previous `target` (the
+    caller removes it)."""
+    moved = False
+    if os.path.exists(target):
+        os.rename(target, aside)
+        moved = True
+    try:
+        os.rename(staged, target)
+    finally:
+        if moved and not os.path.exists(target):
+            os.rename(aside, target)
+            moved = False
+    return moved
 
 
 def write_atomic(path: PathLike, data: str | bytes, *, what: str = "", fsync: bool = False):

@@ -147,11 +147,14 @@ def ibm1(pairs, null: int, target_size: int, iterations: int, chunk_links: int =
     a larger one rebuilds each chunk's at every iteration), not Σ(m + 1)·n for the corpus.
     """
     chunks = _pair_chunks(pairs, chunk_links)
-    kept = len(chunks) == 1  # one chunk: build its links once
-    links = [_alignment_links(chunks[0], null)] if kept else None
+    kept = _alignment_links(chunks[0], null) if len(chunks) == 1 else None  # built once
+
+    def links_of(chunk):
+        return kept if kept is not None else _alignment_links(chunk, null)
+
     seen, target_counts = [], np.zeros(target_size, np.int64)
     for chunk in chunks:
-        src, tgt, _, target_tokens = links[0] if kept else _alignment_links(chunk, null)
+        src, tgt, _, target_tokens = links_of(chunk)
         seen.append(np.unique(src * target_size + tgt))
         target_counts += np.bincount(target_tokens, minlength=target_size)[:target_size]
     unique = np.unique(np.concatenate(seen)) if seen else np.zeros(0, np.int64)  # (P,)
@@ -160,7 +163,7 @@ def ibm1(pairs, null: int, target_size: int, iterations: int, chunk_links: int =
     for _ in range(iterations):
         counts = np.zeros(len(unique))
         for chunk in chunks:
-            src, tgt, token, target_tokens = links[0] if kept else _alignment_links(chunk, null)
+            src, tgt, token, target_tokens = links_of(chunk)
             link = np.searchsorted(unique, src * target_size + tgt)  # (E,)
             weight = prob[link]  # (E,)
             norm = np.bincount(token, weight, minlength=len(target_tokens))  # (G,) over sources
@@ -309,10 +312,10 @@ def make_shortlist(
                           "and --target")  # fmt: skip
     for path in (source, target):
         fileio.check_input(path)
-    fileio.check_distinct_inputs([(f"--source {source}", source), (f"--target {target}", target)])
+    inputs = [(f"--source {source}", source), (f"--target {target}", target)]
+    fileio.check_distinct_inputs(inputs)
     output = model_dir / modeldir.SHORTLIST_FILE
-    fileio.check_output_file(output, inputs=[(f"--source {source}", source),
-                                             (f"--target {target}", target)])  # fmt: skip
+    fileio.check_output_file(output, inputs=inputs)
     log(f"reading {source} and {target}")
     pairs = _tokenized_pairs(vocab, source, target, config.data.max_length, what="nmt shortlist")
     if not pairs:

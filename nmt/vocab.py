@@ -452,7 +452,7 @@ def train_vocab(
     for path in source_files + target_files:
         check_input(path)
     check_distinct_inputs([(f"--source {p}", p) for p in source_files]
-                                 + [(f"--target {p}", p) for p in target_files])  # fmt: skip
+                          + [(f"--target {p}", p) for p in target_files])  # fmt: skip
     output_dir = Path(output_dir)
     check_output_dir(output_dir, option="--output")
     other = [SOURCE_SPM, TARGET_SPM] if vocab_config.joint else [JOINT_SPM]

@@ -30,13 +30,14 @@ CLIENT_GONE = (BrokenPipeError, ConnectionResetError)
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "nmt-serve"
-    timeout = DEFAULT_REQUEST_TIMEOUT  # seconds a connection may sit idle or stall mid-request
     server: _HTTPServer
 
     # --- connection tracking for a graceful shutdown
 
     def setup(self) -> None:
-        self.timeout = self.server.request_timeout  # StreamRequestHandler.setup applies it
+        # seconds a connection may sit idle or stall mid-request (StreamRequestHandler.setup
+        # applies it to the socket)
+        self.timeout = self.server.request_timeout
         super().setup()
         self.busy = False
         self.server.track(self, True)
